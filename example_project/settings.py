@@ -1,0 +1,79 @@
+"""Settings of the example project: everything secret comes from the environment or ``.env``.
+
+``make demo`` writes a ``.env`` with freshly generated keys on first run.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+SECRET_KEY = env("DJANGO_SECRET_KEY")
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "zoho_tokens",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'example_project' / 'db.sqlite3'}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+STATIC_URL = "static/"
+
+# The two key lists of django-zoho-tokens: newest key first, older keys kept to read old rows.
+ZOHO_TOKENS_ENCRYPTION_KEYS = env.list("ZOHO_TOKENS_ENCRYPTION_KEYS", default=[])
+ZOHO_TOKENS_HMAC_KEYS = env.list("ZOHO_TOKENS_HMAC_KEYS", default=[])
+
+# Where the Zoho SDK is pointed. Empty: the demo starts the embedded fake Zoho (offline).
+ZOHO_BASE_URL = env("ZOHO_BASE_URL", default="")
+ZOHO_CLIENT_ID = env("ZOHO_CLIENT_ID", default="1000.DEMOCLIENT")
+ZOHO_CLIENT_SECRET = env("ZOHO_CLIENT_SECRET", default="demo-client-secret")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"zoho_tokens": {"handlers": ["console"], "level": "INFO"}},
+}

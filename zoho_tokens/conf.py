@@ -1,0 +1,45 @@
+"""Every setting of the app, with its default, read live from ``django.conf.settings``.
+
+Nothing is cached here, so ``override_settings`` and pytest-django's ``settings``
+fixture take effect at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings as django_settings
+
+ENCRYPTION_KEYS_SETTING = "ZOHO_TOKENS_ENCRYPTION_KEYS"
+HMAC_KEYS_SETTING = "ZOHO_TOKENS_HMAC_KEYS"
+
+
+class Settings:
+    """Typed accessors over the ``ZOHO_TOKENS_*`` settings."""
+
+    def _get(self, name: str, default: Any) -> Any:
+        return getattr(django_settings, name, default)
+
+    @property
+    def ENCRYPTION_KEYS(self) -> Sequence[str]:
+        """Fernet keys: the first encrypts, every one decrypts (rotation)."""
+        return self._get(ENCRYPTION_KEYS_SETTING, ())
+
+    @property
+    def HMAC_KEYS(self) -> Sequence[str]:
+        """Keys for the lookup digests: the first writes, every one is tried on lookup."""
+        return self._get(HMAC_KEYS_SETTING, ())
+
+    @property
+    def DATABASE(self) -> str | None:
+        """Database alias the store uses; ``None`` lets Django's routers decide."""
+        return self._get("ZOHO_TOKENS_DATABASE", None)
+
+    @property
+    def SAVE_ATTEMPTS(self) -> int:
+        """How often a write is tried when the database reports a transient lock error."""
+        return int(self._get("ZOHO_TOKENS_SAVE_ATTEMPTS", 5))
+
+
+app_settings = Settings()

@@ -1,0 +1,101 @@
+"""The stored Zoho OAuth token and the lookups the store and the admin rely on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .fields import DigestField, DigestSyncQuerySet, EncryptedTextField, with_digest_fields
+
+
+def new_token_id() -> str:
+    """A random id for a new row: unique without asking the database (never max+1)."""
+    return uuid.uuid4().hex
+
+
+class ZohoTokenQuerySet(DigestSyncQuerySet):
+    def active(self) -> ZohoTokenQuerySet:
+        """Rows the SDK may see: not revoked."""
+        return self.filter(revoked_at__isnull=True)
+
+    def revoked(self) -> ZohoTokenQuerySet:
+        return self.filter(revoked_at__isnull=False)
+
+    def for_user_name(self, name: str) -> ZohoTokenQuerySet:
+        """Exact, case-sensitive match on the whole user name on every database."""
+        digest_field = ZohoToken._meta.get_field("user_name_digest")
+        assert isinstance(digest_field, DigestField)
+        return self.filter(user_name_digest=digest_field.digest_of(name))
+
+    def for_email(self, email: str) -> list[ZohoToken]:
+        """Rows saved by the SDK as ``"email:zgid"`` for this exact email."""
+        # startswith narrows the rows with the index-friendly LIKE; the exact
+        # comparison in Python then ignores MySQL's case-insensitive collations.
+        candidates = self.filter(user_name__startswith=f"{email}:")
+        return [row for row in candidates if row.email == email]
+
+
+class ZohoToken(models.Model):
+    """One OAuth token of one Zoho user, secrets encrypted at rest."""
+
+    token_id = models.CharField(
+        _("token id"),
+        max_length=255,
+        unique=True,
+        default=new_token_id,
+        help_text=_("The id the Zoho SDK knows this token by."),
+    )
+    user_name = models.TextField(
+        _("user name"), null=True, blank=True, help_text=_('Saved by the SDK as "email:zgid".')
+    )
+    user_name_digest = DigestField(source="user_name", keyed=False, unique=True, null=True)
+    client_id = models.CharField(_("client id"), max_length=255, null=True, blank=True)
+    client_secret = EncryptedTextField(_("client secret"), null=True, blank=True)
+    refresh_token = EncryptedTextField(
+        _("refresh token"), null=True, blank=True, digest_field="refresh_token_digest"
+    )
+    refresh_token_digest = DigestField(source="refresh_token", unique=True, null=True)
+    access_token = EncryptedTextField(
+        _("access token"), null=True, blank=True, digest_field="access_token_digest"
+    )
+    access_token_digest = DigestField(source="access_token", unique=True, null=True)
+    grant_token = EncryptedTextField(_("grant token"), null=True, blank=True, digest_field="grant_token_digest")
+    grant_token_digest = DigestField(source="grant_token", unique=True, null=True)
+    expiry_time = models.BigIntegerField(
+        _("access token expiry"), null=True, blank=True, help_text=_("Epoch milliseconds, as the SDK keeps it.")
+    )
+    redirect_url = models.TextField(_("redirect URL"), null=True, blank=True)
+    api_domain = models.CharField(_("API domain"), max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    last_refreshed_at = models.DateTimeField(_("access token obtained"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, db_index=True)
+
+    objects = ZohoTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("Zoho token")
+        verbose_name_plural = _("Zoho tokens")
+        ordering = ("pk",)
+
+    def __str__(self) -> str:
+        # Copied by Django into the admin log and tracebacks: never a secret here.
+        return f"Zoho token {self.token_id} ({self.user_name or 'no user yet'})"
+
+    @property
+    def email(self) -> str | None:
+        """The email part of an SDK user name ``"email:zgid"`` (or the whole name)."""
+        if self.user_name is None:
+            return None
+        return self.user_name.rpartition(":")[0] or self.user_name
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def save(self, *args: Any, update_fields: Iterable[str] | None = None, **kwargs: Any) -> None:
+        super().save(*args, update_fields=with_digest_fields(type(self), update_fields), **kwargs)

@@ -1,0 +1,214 @@
+"""``DjangoTokenStore``: the Zoho SDK's ``TokenStore`` over the Django ORM.
+
+The SDK's calling conventions (see the README, "How the SDK uses a store") shape
+this module: ``find_token`` fills its argument in place, because ``OAuthToken.revoke``
+ignores the return value; ``save_token`` failures are swallowed by the SDK, so
+this store logs them itself; one store instance is shared by every thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, router
+from django.utils import timezone
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
+from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
+
+from . import crypto
+from .conf import app_settings
+from .matching import TOKEN_STORE, fill_token, match_row, token_from_row, user_name_of
+from .models import ZohoToken, ZohoTokenQuerySet
+from .writes import run_write
+
+logger = logging.getLogger("zoho_tokens.store")
+
+INVALID_ID = "Given Id is invalid"
+# Errors the store turns into SDKException: database trouble and key trouble.
+STORE_ERRORS = (DatabaseError, crypto.DecryptionError, ImproperlyConfigured)
+
+
+class DjangoTokenStore(TokenStore):
+    """Stores Zoho OAuth tokens in the ``ZohoToken`` model, secrets encrypted.
+
+    ``using`` names the database alias; by default ``ZOHO_TOKENS_DATABASE`` or,
+    failing that, the alias the routers choose for writes. Reads use the same
+    alias, so a token just saved is never missed on a lagging replica.
+    """
+
+    def __init__(self, using: str | None = None) -> None:
+        self._using = using
+
+    @property
+    def using(self) -> str:
+        return self._using or app_settings.DATABASE or router.db_for_write(ZohoToken)
+
+    def _rows(self) -> ZohoTokenQuerySet:
+        return ZohoToken.objects.using(self.using)
+
+    # --- the six SDK methods ---------------------------------------------------
+
+    def find_token(self, token: Any) -> Any:
+        if not isinstance(token, OAuthToken):
+            return token
+        with self._failures("find_token"):
+            row = match_row(self._rows().active(), token)
+            if row is None:
+                return None
+            fill_token(token, row)
+        return token
+
+    def find_token_by_id(self, id: Any) -> OAuthToken:
+        with self._failures("find_token_by_id"):
+            row = self._rows().active().filter(token_id=str(id)).first()
+            if row is None:
+                raise SDKException(TOKEN_STORE, f"Exception in find_token_by_id - DjangoTokenStore : {INVALID_ID}")
+            return token_from_row(row)
+
+    def save_token(self, token: Any) -> None:
+        if not isinstance(token, OAuthToken):
+            return
+        with self._failures("save_token"):
+            run_write(self.using, lambda: save_row(self._rows(), token))
+
+    def delete_token(self, id: Any) -> None:
+        with self._failures("delete_token"):
+            deleted = run_write(self.using, lambda: self._rows().active().filter(token_id=str(id)).delete()[0])
+            if not deleted:
+                raise SDKException(TOKEN_STORE, f"Exception in delete_token - DjangoTokenStore : {INVALID_ID}")
+
+    def get_tokens(self) -> list[OAuthToken]:
+        return list(self.iter_tokens())
+
+    def delete_tokens(self) -> None:
+        with self._failures("delete_tokens"):
+            run_write(self.using, lambda: self._rows().all().delete())
+
+    # --- beyond the SDK interface ---------------------------------------------
+
+    def iter_tokens(self, chunk_size: int = 500) -> Iterator[OAuthToken]:
+        """Every active token, streamed in chunks so memory stays flat."""
+        with self._failures("get_tokens"):
+            for row in self._rows().active().iterator(chunk_size=chunk_size):
+                yield token_from_row(row)
+
+    def _failures(self, operation: str) -> _Failures:
+        return _Failures(operation)
+
+
+class _Failures:
+    """Logs every failure (the SDK swallows some) and turns store errors into SDKException."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, GeneratorExit):
+            return False
+        if isinstance(exc, SDKException):
+            # Our own messages carry no secret.
+            logger.warning("DjangoTokenStore.%s: %s", self.operation, exc)
+            return False
+        if isinstance(exc, STORE_ERRORS):
+            logger.error("DjangoTokenStore.%s failed: %s: %s", self.operation, type(exc).__name__, exc)
+            raise SDKException(
+                TOKEN_STORE, f"Exception in {self.operation} - DjangoTokenStore : ", cause=exc
+            ) from exc
+        logger.exception("DjangoTokenStore.%s failed unexpectedly", self.operation)
+        return False
+
+
+
+
+def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> None:
+    """Upsert ``token`` (call inside a transaction) and fill its empty attributes, id included."""
+    row = find_row_to_update(rows.select_for_update(), token)
+    adding = row is None
+    if row is None:
+        row = new_row(token)
+    elif row.is_revoked:
+        reactivate_or_refuse(row, token)
+    copy_onto_row(token, row)
+    row.save(using=rows.db, force_insert=adding)
+    fill_token(token, row)
+
+
+def find_row_to_update(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken | None:
+    """By id when the token has one, else by the SDK's precedence; revoked rows included."""
+    token_id = token.get_id()
+    if token_id is None:
+        return match_row(rows, token)
+    row = rows.filter(token_id=str(token_id)).first()
+    if row is None:
+        other = match_row(rows, token)
+        if other is not None:
+            raise SDKException(
+                TOKEN_STORE,
+                f"Token id {str(token_id)!r} is not stored, but this user's token is stored "
+                f"under id {other.token_id!r}; use that id.",
+            )
+    return row
+
+
+def new_row(token: OAuthToken) -> ZohoToken:
+    has_secret = token.get_refresh_token() or token.get_grant_token() or token.get_access_token()
+    if not has_secret and (token.get_id() is not None or user_name_of(token) is not None):
+        raise SDKException(
+            TOKEN_STORE,
+            "Exception in save_token - DjangoTokenStore : Given user authentication details not found.",
+        )
+    row = ZohoToken()
+    if token.get_id() is not None:
+        row.token_id = str(token.get_id())
+    return row
+
+
+def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
+    """Copy the token's non-None values onto the row."""
+    name = user_name_of(token)
+    # Keep "email:zgid" when the token only says "email".
+    if name is not None and row.user_name != name and not (row.user_name or "").startswith(f"{name}:"):
+        row.user_name = name
+    for attribute in ("client_id", "client_secret", "refresh_token", "grant_token", "redirect_url", "api_domain"):
+        value = getattr(token, f"get_{attribute}")()
+        if value is not None:
+            setattr(row, attribute, value)
+    expiry = parse_expiry(token.get_expires_in())
+    # A slower worker must not replace a newer access token with its older one.
+    stale = expiry is not None and row.expiry_time is not None and expiry < row.expiry_time
+    access_token = token.get_access_token()
+    if access_token is not None and not stale:
+        if access_token != row.access_token:
+            row.last_refreshed_at = timezone.now()
+        row.access_token = access_token
+        if expiry is not None:
+            row.expiry_time = expiry
+
+
+def reactivate_or_refuse(row: ZohoToken, token: OAuthToken) -> None:
+    """A revoked row comes back only with a new authorisation (a new refresh token)."""
+    refresh_token = token.get_refresh_token()
+    if refresh_token is not None and refresh_token != row.refresh_token:
+        row.revoked_at = None
+        return
+    raise SDKException(
+        TOKEN_STORE, f"Token {row.token_id} was revoked; the user must authorise the app again."
+    )
+
+
+def parse_expiry(expires_in: Any) -> int | None:
+    if expires_in is None or expires_in == "":
+        return None
+    try:
+        return int(expires_in)
+    except (TypeError, ValueError):
+        raise SDKException(
+            TOKEN_STORE, "expires_in must be epoch milliseconds as a string of digits."
+        ) from None
