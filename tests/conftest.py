@@ -1,0 +1,50 @@
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+
+from tests.factories import ZohoTokenFactory
+from zoho_tokens.store import DjangoTokenStore
+from zoho_tokens.testing.fake_zoho import FakeZoho
+
+pytest_plugins = ["zoho_tokens.testing.pytest_plugin"]
+
+CLIENT_ID = "1000.TESTCLIENT"
+CLIENT_SECRET = "test-client-secret"
+REDIRECT_URL = "https://app.example.com/zoho/callback"
+
+
+@pytest.fixture
+def token_factory(db: None) -> type[ZohoTokenFactory]:
+    return ZohoTokenFactory
+
+
+@pytest.fixture
+def store() -> DjangoTokenStore:
+    return DjangoTokenStore()
+
+
+@pytest.fixture
+def sdk(
+    fake_zoho: FakeZoho, store: DjangoTokenStore, tmp_path: Path, zoho_sdk_reset: None
+) -> Callable[..., OAuthToken]:
+    """``sdk(token)`` initialises the real SDK with our store against the fake Zoho."""
+
+    def initialize(token: OAuthToken, **kwargs: Any) -> OAuthToken:
+        Initializer.initialize(
+            environment=fake_zoho.environment(),
+            token=token,
+            store=kwargs.pop("store", store),
+            resource_path=str(tmp_path),
+            **kwargs,
+        )
+        return token
+
+    return initialize
+
+
+def grant_token_login(code: str) -> OAuthToken:
+    return OAuthToken(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, grant_token=code, redirect_url=REDIRECT_URL)

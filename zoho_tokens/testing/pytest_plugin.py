@@ -1,0 +1,60 @@
+"""pytest fixtures for testing code that drives the Zoho CRM SDK against :class:`FakeZoho`.
+
+Enable with ``pytest_plugins = ["zoho_tokens.testing.pytest_plugin"]``. Fixtures:
+
+``fake_zoho``
+    A :class:`FakeZoho` started once per session and ``reset()`` before each test.
+``zoho_sdk_reset``
+    Clears the SDK's global and thread-local ``Initializer`` state before and after the
+    test, so one test's ``Initializer.initialize``/``switch_user`` cannot leak into the next.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from zoho_tokens.testing.fake_zoho import FakeZoho
+
+__all__ = ["fake_zoho", "reset_zoho_sdk", "zoho_sdk_reset"]
+
+
+@pytest.fixture(scope="session")
+def _fake_zoho_server() -> Iterator[FakeZoho]:
+    """The session-wide server behind ``fake_zoho``."""
+    with FakeZoho() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_zoho(_fake_zoho_server: FakeZoho) -> FakeZoho:
+    """A running :class:`FakeZoho` with no users, tokens, counts or injected errors."""
+    _fake_zoho_server.reset()
+    return _fake_zoho_server
+
+
+def reset_zoho_sdk() -> None:
+    """Forget the SDK's initializer: the global one and every thread's ``switch_user`` one.
+
+    ``Initializer.get_initializer()`` prefers ``Initializer.LOCAL.init`` (set per thread by
+    ``switch_user``) over ``Initializer.initializer`` (set by ``initialize``). Setting
+    ``LOCAL.init = None`` only clears the calling thread, so ``LOCAL`` is also replaced by a
+    fresh ``threading.local()``, which clears it for all threads (the SDK always reads it
+    through the class attribute).
+    """
+    from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+
+    Initializer.LOCAL.init = None
+    Initializer.LOCAL = threading.local()
+    Initializer.LOCAL.init = None
+    Initializer.initializer = None
+
+
+@pytest.fixture
+def zoho_sdk_reset() -> Iterator[None]:
+    """Run the test with a pristine SDK ``Initializer`` and restore it afterwards."""
+    reset_zoho_sdk()
+    yield
+    reset_zoho_sdk()
