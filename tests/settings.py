@@ -7,6 +7,7 @@ can be overridden with the usual PG*/MYSQL_* style variables below.
 
 import os
 import tempfile
+from typing import Any
 
 SECRET_KEY = "tests-only-secret-key-not-for-production"
 DEBUG = False
@@ -45,6 +46,7 @@ TEMPLATES = [
 ZOHO_TOKENS_ENCRYPTION_KEYS = ["O6G1vcAygNBU63ArRpmZrL7YpGpTSva0lukwBuw6hQo="]
 ZOHO_TOKENS_HMAC_KEYS = ["nMCKDAuUzEBMqhEt81oAmaQFJ7oAm7MisJut_ZdufuAG6Mep4n1Voyyq4nU4P4CT"]
 
+DATABASES: dict[str, dict[str, Any]]
 DB = os.environ.get("ZOHO_TOKENS_TEST_DB", "sqlite")
 if DB == "postgresql":
     DATABASES = {

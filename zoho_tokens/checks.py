@@ -13,7 +13,7 @@ from .conf import ENCRYPTION_KEYS_SETTING, HMAC_KEYS_SETTING, app_settings
 from .crypto import MIN_HMAC_KEY_LENGTH
 
 FERNET_HINT = (
-    "Generate one with: python -c \"from cryptography.fernet import Fernet; "
+    'Generate one with: python -c "from cryptography.fernet import Fernet; '
     'print(Fernet.generate_key().decode())"'
 )
 HMAC_HINT = 'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
@@ -35,14 +35,16 @@ def _as_text(key: Any) -> str:
     return key.decode() if isinstance(key, bytes) else str(key)
 
 
-def _key_list(setting: str, value: Any, missing_id: str, type_id: str, hint: str) -> list[CheckMessage] | None:
+def _key_list(
+    setting: str, value: Any, missing_id: str, type_id: str, hint: str
+) -> list[CheckMessage] | None:
     if not value:
         return [Error(f"{setting} is not set: no token can be stored or read.", hint=hint, id=missing_id)]
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         return [
             Error(
                 f"{setting} must be a list of keys, not {type(value).__name__}.",
-                hint=f"Write {setting} = [\"<key>\"] (newest first). {hint}",
+                hint=f'Write {setting} = ["<key>"] (newest first). {hint}',
                 id=type_id,
             )
         ]
@@ -90,7 +92,9 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     encryption_keys = app_settings.ENCRYPTION_KEYS
     hmac_keys = app_settings.HMAC_KEYS
     problems = _key_list(ENCRYPTION_KEYS_SETTING, encryption_keys, E001, E002, FERNET_HINT)
-    errors = problems or _fernet_errors(encryption_keys) + _duplicates(ENCRYPTION_KEYS_SETTING, encryption_keys)
+    errors = problems or _fernet_errors(encryption_keys) + _duplicates(
+        ENCRYPTION_KEYS_SETTING, encryption_keys
+    )
     hmac_problems = _key_list(HMAC_KEYS_SETTING, hmac_keys, E004, E005, HMAC_HINT)
     errors += hmac_problems or _hmac_errors(hmac_keys) + _duplicates(HMAC_KEYS_SETTING, hmac_keys)
     if problems or hmac_problems:

@@ -153,7 +153,7 @@ class _DigestLookup(Lookup):
     def plain_values(self) -> Iterable[Any]:
         return [self.rhs]
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
         field = self.lhs.target
         digest_field = field.model._meta.get_field(field.digest_field)
         sql, params = compiler.compile(digest_field.get_col(self.lhs.alias))
@@ -187,7 +187,7 @@ def digest_fields(model: type[models.Model]) -> list[DigestField]:
     return [f for f in model._meta.concrete_fields if isinstance(f, DigestField)]
 
 
-class DigestSyncQuerySet(models.QuerySet):
+class DigestSyncQuerySet(models.QuerySet[Any]):
     """Keeps ``DigestField`` columns in step through ``update()`` and ``bulk_update()``.
 
     Without this, ``update(refresh_token=...)`` would store the new ciphertext beside
@@ -196,7 +196,8 @@ class DigestSyncQuerySet(models.QuerySet):
 
     def update(self, **kwargs: Any) -> int:
         for field in digest_fields(self.model):
-            if field.source in kwargs:
+            # bulk_update() passes both columns, the digest already computed.
+            if field.source in kwargs and field.attname not in kwargs:
                 value = kwargs[field.source]
                 if hasattr(value, "resolve_expression"):
                     raise FieldError(
@@ -208,16 +209,16 @@ class DigestSyncQuerySet(models.QuerySet):
 
     update.alters_data = True  # type: ignore[attr-defined]
 
-    def bulk_update(self, objs: Iterable[models.Model], fields: Sequence[str], batch_size: int | None = None) -> int:
+    def bulk_update(self, objs: Iterable[Any], fields: Iterable[str], batch_size: int | None = None) -> int:
         objs = list(objs)
-        fields = list(fields)
+        names = list(fields)
         for field in digest_fields(self.model):
-            if field.source in fields:
+            if field.source in names:
                 for obj in objs:
                     field.pre_save(obj, add=False)
-                if field.name not in fields:
-                    fields.append(field.name)
-        return super().bulk_update(objs, fields, batch_size=batch_size)
+                if field.name not in names:
+                    names.append(field.name)
+        return super().bulk_update(objs, names, batch_size=batch_size)
 
     bulk_update.alters_data = True  # type: ignore[attr-defined]
 

@@ -82,4 +82,3 @@ def token_from_row(row: ZohoToken) -> OAuthToken:
     token = OAuthToken(id=row.token_id)
     fill_token(token, row)
     return token
-

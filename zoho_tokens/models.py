@@ -35,7 +35,7 @@ class ZohoTokenQuerySet(DigestSyncQuerySet):
         """Rows saved by the SDK as ``"email:zgid"`` for this exact email."""
         # startswith narrows the rows with the index-friendly LIKE; the exact
         # comparison in Python then ignores MySQL's case-insensitive collations.
-        candidates = self.filter(user_name__startswith=f"{email}:")
+        candidates: Iterable[ZohoToken] = self.filter(user_name__startswith=f"{email}:")
         return [row for row in candidates if row.email == email]
 
 
@@ -63,10 +63,15 @@ class ZohoToken(models.Model):
         _("access token"), null=True, blank=True, digest_field="access_token_digest"
     )
     access_token_digest = DigestField(source="access_token", unique=True, null=True)
-    grant_token = EncryptedTextField(_("grant token"), null=True, blank=True, digest_field="grant_token_digest")
+    grant_token = EncryptedTextField(
+        _("grant token"), null=True, blank=True, digest_field="grant_token_digest"
+    )
     grant_token_digest = DigestField(source="grant_token", unique=True, null=True)
     expiry_time = models.BigIntegerField(
-        _("access token expiry"), null=True, blank=True, help_text=_("Epoch milliseconds, as the SDK keeps it.")
+        _("access token expiry"),
+        null=True,
+        blank=True,
+        help_text=_("Epoch milliseconds, as the SDK keeps it."),
     )
     redirect_url = models.TextField(_("redirect URL"), null=True, blank=True)
     api_domain = models.CharField(_("API domain"), max_length=255, null=True, blank=True)
@@ -86,6 +91,9 @@ class ZohoToken(models.Model):
         # Copied by Django into the admin log and tracebacks: never a secret here.
         return f"Zoho token {self.token_id} ({self.user_name or 'no user yet'})"
 
+    def save(self, *args: Any, update_fields: Iterable[str] | None = None, **kwargs: Any) -> None:
+        super().save(*args, update_fields=with_digest_fields(type(self), update_fields), **kwargs)
+
     @property
     def email(self) -> str | None:
         """The email part of an SDK user name ``"email:zgid"`` (or the whole name)."""
@@ -96,6 +104,3 @@ class ZohoToken(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
-
-    def save(self, *args: Any, update_fields: Iterable[str] | None = None, **kwargs: Any) -> None:
-        super().save(*args, update_fields=with_digest_fields(type(self), update_fields), **kwargs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, router
@@ -66,7 +66,9 @@ class DjangoTokenStore(TokenStore):
         with self._failures("find_token_by_id"):
             row = self._rows().active().filter(token_id=str(id)).first()
             if row is None:
-                raise SDKException(TOKEN_STORE, f"Exception in find_token_by_id - DjangoTokenStore : {INVALID_ID}")
+                raise SDKException(
+                    TOKEN_STORE, f"Exception in find_token_by_id - DjangoTokenStore : {INVALID_ID}"
+                )
             return token_from_row(row)
 
     def save_token(self, token: Any) -> None:
@@ -77,9 +79,13 @@ class DjangoTokenStore(TokenStore):
 
     def delete_token(self, id: Any) -> None:
         with self._failures("delete_token"):
-            deleted = run_write(self.using, lambda: self._rows().active().filter(token_id=str(id)).delete()[0])
+            deleted = run_write(
+                self.using, lambda: self._rows().active().filter(token_id=str(id)).delete()[0]
+            )
             if not deleted:
-                raise SDKException(TOKEN_STORE, f"Exception in delete_token - DjangoTokenStore : {INVALID_ID}")
+                raise SDKException(
+                    TOKEN_STORE, f"Exception in delete_token - DjangoTokenStore : {INVALID_ID}"
+                )
 
     def get_tokens(self) -> list[OAuthToken]:
         return list(self.iter_tokens())
@@ -109,7 +115,7 @@ class _Failures:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None or isinstance(exc, GeneratorExit):
             return False
         if isinstance(exc, SDKException):
@@ -123,8 +129,6 @@ class _Failures:
             ) from exc
         logger.exception("DjangoTokenStore.%s failed unexpectedly", self.operation)
         return False
-
-
 
 
 def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> None:
@@ -176,7 +180,14 @@ def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
     # Keep "email:zgid" when the token only says "email".
     if name is not None and row.user_name != name and not (row.user_name or "").startswith(f"{name}:"):
         row.user_name = name
-    for attribute in ("client_id", "client_secret", "refresh_token", "grant_token", "redirect_url", "api_domain"):
+    for attribute in (
+        "client_id",
+        "client_secret",
+        "refresh_token",
+        "grant_token",
+        "redirect_url",
+        "api_domain",
+    ):
         value = getattr(token, f"get_{attribute}")()
         if value is not None:
             setattr(row, attribute, value)

@@ -64,6 +64,8 @@ def run_write(using: str, write: Callable[[], T]) -> T:
             retriable = is_transient(exc) and (isinstance(exc, IntegrityError) or not in_outer_transaction)
             if not retriable or attempt == attempts:
                 raise
-            logger.info("Retrying a token write after %s (attempt %d of %d)", type(exc).__name__, attempt, attempts)
+            logger.info(
+                "Retrying a token write after %s (attempt %d of %d)", type(exc).__name__, attempt, attempts
+            )
             time.sleep(backoff(attempt))
     raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,187 @@
+"""Secrets are encrypted at rest, findable through digests, and lookups that cannot work are refused."""
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.exceptions import FieldError
+from django.db import connection
+from django.db.models import F, Value
+
+from zoho_tokens.crypto import DecryptionError
+from zoho_tokens.models import ZohoToken
+
+SECRET_COLUMNS = ("client_secret", "refresh_token", "access_token", "grant_token")
+
+
+def raw_row(pk: int) -> dict[str, object]:
+    table = connection.ops.quote_name(ZohoToken._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {table} WHERE id = %s", [pk])
+        names = [column[0] for column in cursor.description]
+        return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+def test_no_secret_is_stored_in_clear(token_factory):
+    row = token_factory(grant_token="1000.grant.g")
+    stored = raw_row(row.pk)
+
+    secrets = [getattr(row, name) for name in SECRET_COLUMNS]
+    for value in stored.values():
+        for secret in secrets:
+            assert secret not in str(value)
+    for name in SECRET_COLUMNS:
+        assert str(stored[name]).startswith("gAAAAA")  # a Fernet token
+    assert len(str(stored["refresh_token_digest"])) == 64
+
+
+def test_the_same_secret_encrypts_differently_each_time(token_factory):
+    first = token_factory(client_secret="same-secret")
+    second = token_factory(client_secret="same-secret")
+
+    assert raw_row(first.pk)["client_secret"] != raw_row(second.pk)["client_secret"]
+
+
+def test_exact_and_in_lookups_go_through_the_digest(token_factory):
+    alice = token_factory(refresh_token="1000.alice.r")
+    bob = token_factory(refresh_token="1000.bob.r")
+
+    assert ZohoToken.objects.get(refresh_token="1000.alice.r") == alice
+    assert list(ZohoToken.objects.filter(refresh_token__in=["1000.alice.r", "1000.bob.r"])) == [alice, bob]
+    assert not ZohoToken.objects.filter(refresh_token="1000.ALICE.r").exists()
+    assert list(ZohoToken.objects.exclude(refresh_token="1000.alice.r")) == [bob]
+    assert ZohoToken.objects.filter(grant_token__isnull=True).count() == 2
+    assert not ZohoToken.objects.filter(refresh_token__in=[]).exists()
+
+
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        "refresh_token__contains",
+        "refresh_token__startswith",
+        "refresh_token__gt",
+        "client_secret",
+        "access_token__iexact",
+    ],
+)
+def test_lookups_the_database_cannot_answer_are_refused(token_factory, lookup):
+    token_factory()
+
+    with pytest.raises(FieldError, match="is encrypted"):
+        list(ZohoToken.objects.filter(**{lookup: "x"}))
+
+
+def test_transforms_and_expressions_are_refused(token_factory):
+    token_factory()
+
+    with pytest.raises(FieldError, match="is encrypted"):
+        list(ZohoToken.objects.filter(refresh_token__lower="x"))
+    with pytest.raises(FieldError, match="plain values"):
+        list(ZohoToken.objects.filter(refresh_token=F("access_token")))
+
+
+def test_queryset_update_re_encrypts_and_keeps_the_digest_in_step(token_factory):
+    row = token_factory(refresh_token="1000.old.r")
+
+    assert ZohoToken.objects.filter(pk=row.pk).update(refresh_token="1000.new.r") == 1
+
+    assert ZohoToken.objects.get(refresh_token="1000.new.r").pk == row.pk
+    assert not ZohoToken.objects.filter(refresh_token="1000.old.r").exists()
+    assert "1000.new.r" not in str(raw_row(row.pk)["refresh_token"])
+
+
+def test_queryset_update_with_an_expression_is_refused(token_factory):
+    row = token_factory()
+
+    with pytest.raises(FieldError, match="plain value"):
+        ZohoToken.objects.filter(pk=row.pk).update(refresh_token=Value("1000.x.r"))
+    assert ZohoToken.objects.get(pk=row.pk).refresh_token == row.refresh_token
+
+
+def test_bulk_update_re_encrypts_and_keeps_the_digests_in_step(token_factory):
+    rows = [token_factory(), token_factory()]
+    for n, row in enumerate(rows):
+        row.refresh_token = f"1000.bulk{n}.r"
+        row.access_token = f"1000.bulk{n}.a"
+
+    ZohoToken.objects.bulk_update(rows, ["refresh_token", "access_token"])
+
+    for n, row in enumerate(rows):
+        assert ZohoToken.objects.get(refresh_token=f"1000.bulk{n}.r").pk == row.pk
+        assert ZohoToken.objects.get(access_token=f"1000.bulk{n}.a").pk == row.pk
+        assert f"1000.bulk{n}" not in str(raw_row(row.pk))
+
+
+def test_save_with_update_fields_updates_the_digest_too(token_factory):
+    row = token_factory(access_token="1000.before.a")
+    row.access_token = "1000.after.a"
+
+    row.save(update_fields=["access_token"])
+
+    assert ZohoToken.objects.get(access_token="1000.after.a").pk == row.pk
+    assert not ZohoToken.objects.filter(access_token="1000.before.a").exists()
+
+
+def test_values_and_values_list_decrypt(token_factory):
+    row = token_factory()
+
+    assert list(ZohoToken.objects.values_list("refresh_token", flat=True)) == [row.refresh_token]
+    assert ZohoToken.objects.values("client_secret").get()["client_secret"] == row.client_secret
+
+
+def test_a_wrong_key_is_a_clear_error_never_ciphertext(token_factory, settings):
+    token_factory()
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+
+    with pytest.raises(DecryptionError) as caught:
+        ZohoToken.objects.get()
+
+    message = str(caught.value)
+    assert "ZOHO_TOKENS_ENCRYPTION_KEYS" in message
+    assert "zoho_tokens.ZohoToken" in message
+    assert "gAAAAA" not in message
+
+
+def test_keys_rotate_new_first_old_still_reads(token_factory, settings):
+    old_key = settings.ZOHO_TOKENS_ENCRYPTION_KEYS[0]
+    row = token_factory(refresh_token="1000.rotate.r")
+    new_key = Fernet.generate_key().decode()
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [new_key, old_key]
+
+    reread = ZohoToken.objects.get(pk=row.pk)
+    assert reread.refresh_token == "1000.rotate.r"
+    reread.save()
+
+    ciphertext = str(raw_row(row.pk)["refresh_token"])
+    assert Fernet(new_key.encode()).decrypt(ciphertext.encode()) == b"1000.rotate.r"
+
+
+def test_hmac_keys_rotate_old_digests_still_found(token_factory, settings):
+    row = token_factory(refresh_token="1000.digest.r")
+    old_digest = raw_row(row.pk)["refresh_token_digest"]
+    settings.ZOHO_TOKENS_HMAC_KEYS = [
+        "a-brand-new-hmac-key-of-enough-length-0123456789",
+        *settings.ZOHO_TOKENS_HMAC_KEYS,
+    ]
+
+    assert ZohoToken.objects.get(refresh_token="1000.digest.r").pk == row.pk
+    ZohoToken.objects.get(pk=row.pk).save()
+
+    assert raw_row(row.pk)["refresh_token_digest"] != old_digest
+    assert ZohoToken.objects.get(refresh_token="1000.digest.r").pk == row.pk
+
+
+def test_str_and_repr_reveal_no_secret(token_factory):
+    row = token_factory()
+
+    for text in (str(row), repr(row)):
+        for name in SECRET_COLUMNS[:3]:
+            assert getattr(row, name) not in text
+        assert row.token_id in text
+
+
+def test_no_key_reaches_a_migration(token_factory, settings):
+    for field in ZohoToken._meta.get_fields():
+        if hasattr(field, "deconstruct"):
+            _, _, args, kwargs = field.deconstruct()
+            text = repr((args, kwargs))
+            for key in [*settings.ZOHO_TOKENS_ENCRYPTION_KEYS, *settings.ZOHO_TOKENS_HMAC_KEYS]:
+                assert key not in text
