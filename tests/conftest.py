@@ -47,4 +47,6 @@ def sdk(
 
 
 def grant_token_login(code: str) -> OAuthToken:
-    return OAuthToken(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, grant_token=code, redirect_url=REDIRECT_URL)
+    return OAuthToken(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, grant_token=code, redirect_url=REDIRECT_URL
+    )

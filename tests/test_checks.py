@@ -1,0 +1,72 @@
+"""System checks: each problem has its own stable id and a hint that shows how to fix it."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from zoho_tokens import checks
+
+GOOD_FERNET = "O6G1vcAygNBU63ArRpmZrL7YpGpTSva0lukwBuw6hQo="
+GOOD_HMAC = "nMCKDAuUzEBMqhEt81oAmaQFJ7oAm7MisJut_ZdufuAG6Mep4n1Voyyq4nU4P4CT"
+
+
+def ids() -> list[str]:
+    return [message.id for message in checks.check_keys()]
+
+
+def test_ids_are_unique_and_namespaced():
+    assert len(set(checks.CHECK_IDS)) == len(checks.CHECK_IDS)
+    assert all(check_id.startswith("zoho_tokens.") for check_id in checks.CHECK_IDS)
+
+
+def test_good_settings_pass(settings):
+    assert checks.check_keys() == []
+
+
+@pytest.mark.parametrize(
+    ("encryption_keys", "hmac_keys", "expected"),
+    [
+        ([], [GOOD_HMAC], [checks.E001]),
+        (GOOD_FERNET, [GOOD_HMAC], [checks.E002]),
+        (["not-a-fernet-key"], [GOOD_HMAC], [checks.E003]),
+        ([GOOD_FERNET], [], [checks.E004]),
+        ([GOOD_FERNET], GOOD_HMAC, [checks.E005]),
+        ([GOOD_FERNET], ["short"], [checks.E006]),
+        ([GOOD_FERNET], [GOOD_FERNET], [checks.E007]),
+        ([GOOD_FERNET, GOOD_FERNET], [GOOD_HMAC], [checks.W001]),
+        ([GOOD_FERNET], [GOOD_HMAC, GOOD_HMAC], [checks.W001]),
+        (None, None, [checks.E001, checks.E004]),
+    ],
+)
+def test_each_problem_has_its_id(settings, encryption_keys, hmac_keys, expected):
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = encryption_keys
+    settings.ZOHO_TOKENS_HMAC_KEYS = hmac_keys
+
+    assert ids() == expected
+
+
+def test_the_secret_key_is_never_a_token_key(settings):
+    settings.ZOHO_TOKENS_HMAC_KEYS = [settings.SECRET_KEY]
+
+    assert ids() == [checks.E008]
+
+
+def test_every_error_hint_says_how_to_make_a_key(settings):
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = ["bad-fernet"]
+    settings.ZOHO_TOKENS_HMAC_KEYS = ["bad-hmac"]
+
+    messages = checks.check_keys()
+
+    assert [m.id for m in messages] == [checks.E003, checks.E006]
+    assert "Fernet.generate_key()" in messages[0].hint
+    assert "secrets.token_urlsafe" in messages[1].hint
+    assert all("bad-" not in m.msg + m.hint for m in messages)  # no key echoed back
+
+
+def test_the_check_is_registered_with_django(settings):
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = []
+
+    with pytest.raises(SystemCheckError, match=r"zoho_tokens\.E001"):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
