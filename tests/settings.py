@@ -48,6 +48,8 @@ ZOHO_TOKENS_HMAC_KEYS = ["nMCKDAuUzEBMqhEt81oAmaQFJ7oAm7MisJut_ZdufuAG6Mep4n1Voy
 
 DATABASES: dict[str, dict[str, Any]]
 DB = os.environ.get("ZOHO_TOKENS_TEST_DB", "sqlite")
+# Runs in parallel (tox envs) each need their own server-side test database.
+TEST_DB_NAME = os.environ.get("ZOHO_TOKENS_TEST_DB_NAME", "test_zoho_tokens")
 if DB == "postgresql":
     DATABASES = {
         "default": {
@@ -57,6 +59,7 @@ if DB == "postgresql":
             "PASSWORD": os.environ.get("PGPASSWORD", ""),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
+            "TEST": {"NAME": TEST_DB_NAME},
         }
     }
 elif DB == "mysql":
@@ -69,7 +72,7 @@ elif DB == "mysql":
             "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
             "PORT": os.environ.get("MYSQL_PORT", "3306"),
             "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+            "TEST": {"NAME": TEST_DB_NAME, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
         }
     }
 elif DB == "sqlite":
