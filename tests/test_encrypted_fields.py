@@ -2,8 +2,8 @@
 
 import pytest
 from cryptography.fernet import Fernet
-from django.core.exceptions import FieldError
-from django.db import connection
+from django.core.exceptions import FieldError, ImproperlyConfigured
+from django.db import connection, transaction
 from django.db.models import F, Value
 
 from zoho_tokens.crypto import DecryptionError
@@ -185,3 +185,37 @@ def test_no_key_reaches_a_migration(token_factory, settings):
             text = repr((args, kwargs))
             for key in [*settings.ZOHO_TOKENS_ENCRYPTION_KEYS, *settings.ZOHO_TOKENS_HMAC_KEYS]:
                 assert key not in text
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("ZOHO_TOKENS_ENCRYPTION_KEYS", [], "no encryption key is configured"),
+        ("ZOHO_TOKENS_ENCRYPTION_KEYS", "one-string-key", "must be a list of keys"),
+        ("ZOHO_TOKENS_ENCRYPTION_KEYS", ["not-fernet"], "an encryption key is malformed"),
+        ("ZOHO_TOKENS_HMAC_KEYS", [], "no HMAC key is configured"),
+        ("ZOHO_TOKENS_HMAC_KEYS", ["short"], "shorter than 32 characters"),
+    ],
+)
+def test_missing_or_malformed_keys_fail_loudly_and_store_nothing(db, settings, setting, value, message):
+    setattr(settings, setting, value)
+
+    with pytest.raises(ImproperlyConfigured, match=message) as caught, transaction.atomic():
+        ZohoToken.objects.create(refresh_token="1000.never-stored.r")
+
+    assert setting in str(caught.value)
+    assert "not-fernet" not in str(caught.value)
+    assert "short" not in str(caught.value).replace("shorter", "")
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = ["O6G1vcAygNBU63ArRpmZrL7YpGpTSva0lukwBuw6hQo="]
+    settings.ZOHO_TOKENS_HMAC_KEYS = ["nMCKDAuUzEBMqhEt81oAmaQFJ7oAm7MisJut_ZdufuAG6Mep4n1Voyyq4nU4P4CT"]
+    assert ZohoToken.objects.count() == 0
+
+
+def test_tampered_ciphertext_is_a_clear_error(token_factory):
+    row = token_factory()
+    table = connection.ops.quote_name(ZohoToken._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET client_secret = %s WHERE id = %s", ["gAAAAAtampered", row.pk])
+
+    with pytest.raises(DecryptionError, match=r"zoho_tokens\.ZohoToken\.client_secret"):
+        ZohoToken.objects.get(pk=row.pk)
