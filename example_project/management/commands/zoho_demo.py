@@ -48,7 +48,8 @@ class Command(BaseCommand):
             ZohoToken.objects.filter(pk=alice.pk).update(expiry_time=int(time.time() * 1000) - 1000)
             Initializer.switch_user(token=OAuthToken(user_signature=UserSignature(alice.user_name)))
             self.org_zgid()
-            self.stdout.write(f"Expired token of {alice.user_name} refreshed: {zoho.count('refresh_token')} refresh")
+            refreshes = zoho.count("refresh_token")
+            self.stdout.write(f"Expired token of {alice.user_name} refreshed: {refreshes} refresh")
 
         self.show_rows()
         self.ensure_admin()
