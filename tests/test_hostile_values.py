@@ -19,10 +19,14 @@ HOSTILE = [
 
 
 def snapshot() -> list[tuple]:
-    return list(ZohoToken.objects.order_by("pk").values_list("pk", "user_name", "refresh_token", "access_token"))
+    return list(
+        ZohoToken.objects.order_by("pk").values_list("pk", "user_name", "refresh_token", "access_token")
+    )
 
 
-@pytest.mark.parametrize("value", HOSTILE, ids=["or-1-1", "drop-table", "quotes", "unicode", "wildcards", "4000"])
+@pytest.mark.parametrize(
+    "value", HOSTILE, ids=["or-1-1", "drop-table", "quotes", "unicode", "wildcards", "4000"]
+)
 def test_hostile_values_round_trip_through_the_store(store, token_factory, value):
     bystander = token_factory(user_name="bystander@example.com:1")
     before = snapshot()
