@@ -41,5 +41,30 @@ class Settings:
         """How often a write is tried when the database reports a transient lock error."""
         return int(self._get("ZOHO_TOKENS_SAVE_ATTEMPTS", 5))
 
+    @property
+    def REFRESH(self) -> bool:
+        """Whether the store refreshes tokens itself, once, under a row lock."""
+        return bool(self._get("ZOHO_TOKENS_REFRESH", True))
+
+    @property
+    def REFRESH_MARGIN(self) -> float:
+        """Seconds before expiry at which the store refreshes (the SDK waits until 5 s)."""
+        return float(self._get("ZOHO_TOKENS_REFRESH_MARGIN", 60))
+
+    @property
+    def REFRESH_TIMEOUT(self) -> float:
+        """Seconds to wait for Zoho's answer to a refresh."""
+        return float(self._get("ZOHO_TOKENS_REFRESH_TIMEOUT", 10))
+
+    @property
+    def LOCK_TIMEOUT(self) -> float:
+        """Seconds a worker waits for another worker's refresh before using the token it has."""
+        return float(self._get("ZOHO_TOKENS_LOCK_TIMEOUT", 15))
+
+    @property
+    def RATE_LIMIT_BACKOFF(self) -> float:
+        """Seconds every worker waits before refreshing again after Zoho's "too many requests"."""
+        return float(self._get("ZOHO_TOKENS_RATE_LIMIT_BACKOFF", 60))
+
 
 app_settings = Settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -79,6 +80,19 @@ class ZohoToken(models.Model):
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     last_refreshed_at = models.DateTimeField(_("access token obtained"), null=True, blank=True)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, db_index=True)
+    needs_reauthorization_at = models.DateTimeField(
+        _("needs re-authorisation since"),
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text=_("Zoho rejected the refresh token: the user must consent again."),
+    )
+    refresh_error = models.CharField(
+        _("last refresh error"), max_length=100, blank=True, default="", help_text=_("Zoho's error code.")
+    )
+    refresh_retry_at = models.DateTimeField(
+        _("no refresh before"), null=True, blank=True, help_text=_("Set after Zoho's rate limit.")
+    )
 
     objects = ZohoTokenQuerySet.as_manager()
 
@@ -104,3 +118,20 @@ class ZohoToken(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def needs_reauthorization(self) -> bool:
+        return self.needs_reauthorization_at is not None
+
+    def expires_within(self, seconds: float, now_ms: int | None = None) -> bool:
+        """True when the access token is missing or expires in less than ``seconds``."""
+        if not self.access_token or self.expiry_time is None:
+            return True
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        return self.expiry_time - now_ms < seconds * 1000
+
+    def clear_refresh_state(self) -> None:
+        """Forget earlier refresh failures (after a refresh or a new authorisation)."""
+        self.needs_reauthorization_at = None
+        self.refresh_error = ""
+        self.refresh_retry_at = None

@@ -13,13 +13,15 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, router
+from django.db import DatabaseError, OperationalError, router
 from django.utils import timezone
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
+from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
+from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 
-from . import crypto
+from . import crypto, services, zoho
 from .conf import app_settings
 from .matching import TOKEN_STORE, fill_token, match_row, token_from_row, user_name_of
 from .models import ZohoToken, ZohoTokenQuerySet
@@ -57,6 +59,8 @@ class DjangoTokenStore(TokenStore):
             return token
         with self._failures("find_token"):
             row = match_row(self._rows().active(), token)
+            if row is not None:
+                row = self._usable(row, new_consent=bool(token.get_grant_token()))
             if row is None:
                 return None
             fill_token(token, row)
@@ -65,6 +69,8 @@ class DjangoTokenStore(TokenStore):
     def find_token_by_id(self, id: Any) -> OAuthToken:
         with self._failures("find_token_by_id"):
             row = self._rows().active().filter(token_id=str(id)).first()
+            if row is not None:
+                row = self._usable(row, new_consent=False)
             if row is None:
                 raise SDKException(
                     TOKEN_STORE, f"Exception in find_token_by_id - DjangoTokenStore : {INVALID_ID}"
@@ -105,6 +111,46 @@ class DjangoTokenStore(TokenStore):
     def _failures(self, operation: str) -> _Failures:
         return _Failures(operation)
 
+    # --- coordinated refresh -------------------------------------------------------
+
+    def _usable(self, row: ZohoToken, *, new_consent: bool) -> ZohoToken | None:
+        """The row to hand to the SDK, refreshed first when it is about to expire.
+
+        The SDK refreshes only when less than 5 s remain, and every worker does it
+        on its own; refreshing earlier, once, under a row lock spares them all.
+        """
+        current = self._refreshed(row)
+        if current is None or (current.needs_reauthorization and new_consent):
+            return None  # deleted meanwhile, or the SDK will use the new grant token
+        if current.needs_reauthorization:
+            raise SDKException(
+                TOKEN_STORE,
+                f"Token {current.token_id} needs re-authorisation: Zoho rejected its refresh token "
+                f"({current.refresh_error}). Send the user through Zoho's consent screen again.",
+            )
+        retry_at = current.refresh_retry_at
+        if retry_at is not None and retry_at > timezone.now() and current.expires_within(0):
+            raise SDKException(
+                TOKEN_STORE,
+                f"Zoho rate-limited the refresh of token {current.token_id}; "
+                f"the store retries after {retry_at.isoformat(timespec='seconds')}.",
+            )
+        return current
+
+    def _refreshed(self, row: ZohoToken) -> ZohoToken | None:
+        margin = app_settings.REFRESH_MARGIN
+        if not app_settings.REFRESH or not services.refresh_due(row, margin):
+            return row
+        token_url = token_endpoint(row)
+        if token_url is None:
+            return row
+        try:
+            return services.refresh_if_due(row.pk, using=self.using, token_url=token_url, margin=margin)
+        except (zoho.ZohoUnreachable, OperationalError) as exc:
+            # The token in hand is still good for the SDK to try; nothing was changed.
+            logger.warning("Could not refresh token %s, keeping the current one: %s", row.token_id, exc)
+            return row
+
 
 class _Failures:
     """Logs every failure (the SDK swallows some) and turns store errors into SDKException."""
@@ -129,6 +175,19 @@ class _Failures:
             ) from exc
         logger.exception("DjangoTokenStore.%s failed unexpectedly", self.operation)
         return False
+
+
+def token_endpoint(row: ZohoToken) -> str | None:
+    """Zoho's token endpoint for this row, chosen as the SDK chooses it.
+
+    The data centre of the row's API domain when it is a known one, else the
+    environment the SDK was initialised with.
+    """
+    environment = DataCenter.get(row.api_domain) if row.api_domain else None
+    if environment is None:
+        initializer = Initializer.get_initializer()
+        environment = getattr(initializer, "environment", None)
+    return getattr(environment, "accounts_url", None)
 
 
 def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> None:
@@ -176,6 +235,8 @@ def new_row(token: OAuthToken) -> ZohoToken:
 
 def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
     """Copy the token's non-None values onto the row."""
+    if is_new_authorisation(token, row):
+        row.clear_refresh_state()
     name = user_name_of(token)
     # Keep "email:zgid" when the token only says "email".
     if name is not None and row.user_name != name and not (row.user_name or "").startswith(f"{name}:"):
@@ -198,15 +259,21 @@ def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
     if access_token is not None and not stale:
         if access_token != row.access_token:
             row.last_refreshed_at = timezone.now()
+            row.clear_refresh_state()  # the refresh token works
         row.access_token = access_token
         if expiry is not None:
             row.expiry_time = expiry
 
 
-def reactivate_or_refuse(row: ZohoToken, token: OAuthToken) -> None:
-    """A revoked row comes back only with a new authorisation (a new refresh token)."""
+def is_new_authorisation(token: OAuthToken, row: ZohoToken) -> bool:
+    """A refresh token other than the stored one: the user consented again."""
     refresh_token = token.get_refresh_token()
-    if refresh_token is not None and refresh_token != row.refresh_token:
+    return refresh_token is not None and refresh_token != row.refresh_token
+
+
+def reactivate_or_refuse(row: ZohoToken, token: OAuthToken) -> None:
+    """A revoked row comes back only with a new authorisation."""
+    if is_new_authorisation(token, row):
         row.revoked_at = None
         return
     raise SDKException(
