@@ -58,7 +58,8 @@ def refresh_if_due(pk: int, *, using: str, token_url: str, margin: float) -> Zoh
         )
         apply_refresh_answer(row, answer)
         row.save(using=using)
-        transaction.on_commit(lambda: _announce(row, answer), using=using)
+        _log(row, answer)
+        transaction.on_commit(lambda: _signal(row, answer), using=using)
     return row
 
 
@@ -81,17 +82,15 @@ def apply_refresh_answer(row: ZohoToken, answer: zoho.RefreshAnswer) -> None:
         row.refresh_error = answer.error
 
 
-def _announce(row: ZohoToken, answer: zoho.RefreshAnswer) -> None:
+def _log(row: ZohoToken, answer: zoho.RefreshAnswer) -> None:
     if answer.outcome is zoho.Outcome.REFRESHED:
         logger.info("Refreshed the access token of token %s", row.token_id)
-        token_refreshed.send(sender=ZohoToken, token=row)
     elif answer.outcome is zoho.Outcome.REJECTED:
         logger.warning(
             "Zoho rejected the refresh token of token %s (%s): the user must authorise again",
             row.token_id,
             answer.error,
         )
-        reauthorization_needed.send(sender=ZohoToken, token=row, error=answer.error)
     elif answer.outcome is zoho.Outcome.RATE_LIMITED:
         logger.warning(
             "Zoho rate-limited the refresh of token %s; no refresh before %s",
@@ -100,3 +99,10 @@ def _announce(row: ZohoToken, answer: zoho.RefreshAnswer) -> None:
         )
     else:
         logger.error("Zoho refused to refresh token %s: %s", row.token_id, answer.error)
+
+
+def _signal(row: ZohoToken, answer: zoho.RefreshAnswer) -> None:
+    if answer.outcome is zoho.Outcome.REFRESHED:
+        token_refreshed.send(sender=ZohoToken, token=row)
+    elif answer.outcome is zoho.Outcome.REJECTED:
+        reauthorization_needed.send(sender=ZohoToken, token=row, error=answer.error)
