@@ -42,6 +42,12 @@ class Settings:
         return int(self._get("ZOHO_TOKENS_SAVE_ATTEMPTS", 5))
 
     @property
+    def TOKEN_URL(self) -> str | None:
+        """Zoho's token endpoint when neither the row's API domain nor the SDK tells
+        (revocation from the admin or a command, outside any SDK call)."""
+        return self._get("ZOHO_TOKENS_TOKEN_URL", None)
+
+    @property
     def REFRESH(self) -> bool:
         """Whether the store refreshes tokens itself, once, under a row lock."""
         return bool(self._get("ZOHO_TOKENS_REFRESH", True))

@@ -17,12 +17,11 @@ from django.db import DatabaseError, OperationalError, router
 from django.utils import timezone
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
-from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
-from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 
 from . import crypto, services, zoho
 from .conf import app_settings
+from .endpoints import token_endpoint
 from .matching import TOKEN_STORE, fill_token, match_row, token_from_row, user_name_of
 from .models import ZohoToken, ZohoTokenQuerySet
 from .writes import run_write
@@ -175,19 +174,6 @@ class _Failures:
             ) from exc
         logger.exception("DjangoTokenStore.%s failed unexpectedly", self.operation)
         return False
-
-
-def token_endpoint(row: ZohoToken) -> str | None:
-    """Zoho's token endpoint for this row, chosen as the SDK chooses it.
-
-    The data centre of the row's API domain when it is a known one, else the
-    environment the SDK was initialised with.
-    """
-    environment = DataCenter.get(row.api_domain) if row.api_domain else None
-    if environment is None:
-        initializer = Initializer.get_initializer()
-        environment = getattr(initializer, "environment", None)
-    return getattr(environment, "accounts_url", None)
 
 
 def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> None:
