@@ -121,7 +121,7 @@ def test_no_match_returns_none_and_leaves_the_token_alone(store, token_factory):
 
 def test_revoked_rows_never_match(store, token_factory):
     row = token_factory()
-    services.revoke_locally(ZohoToken.objects.filter(pk=row.pk))
+    services.revoke(ZohoToken.objects.filter(pk=row.pk), at_zoho=False)
 
     assert store.find_token(by_name(row.user_name)) is None
     assert store.find_token(OAuthToken(id=row.token_id)) is None
@@ -244,7 +244,7 @@ def test_an_email_only_name_updates_the_full_name_row(store, token_factory):
 
 def test_a_revoked_user_comes_back_only_with_a_new_authorisation(store, token_factory):
     row = token_factory(user_name="lee@example.com:12", refresh_token="1000.old.r")
-    services.revoke_locally(ZohoToken.objects.all())
+    services.revoke(ZohoToken.objects.all(), at_zoho=False)
     stale = by_name("lee@example.com:12")
     stale.set_access_token("1000.stale.a")
 
@@ -313,7 +313,7 @@ def test_get_tokens_lists_complete_tokens(store, token_factory):
 
 def test_delete_tokens_removes_every_row(store, token_factory):
     token_factory()
-    services.revoke_locally(ZohoToken.objects.filter(pk=token_factory().pk))
+    services.revoke(ZohoToken.objects.filter(pk=token_factory().pk), at_zoho=False)
 
     store.delete_tokens()
 

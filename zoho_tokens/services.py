@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import zoho
 from .conf import app_settings
+from .endpoints import token_endpoint
 from .locking import lock_row
 from .models import ZohoToken
 from .signals import reauthorization_needed, token_refreshed
 
 logger = logging.getLogger("zoho_tokens.refresh")
-
-
-def revoke_locally(tokens: QuerySet[ZohoToken]) -> int:
-    """Mark the tokens revoked so the SDK no longer finds them; returns how many changed.
-
-    The rows stay (for the audit trail) until purged. A new authorisation of the
-    same user (a new refresh token) brings the row back to life.
-    """
-    return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
 def refresh_due(row: ZohoToken, margin: float) -> bool:
@@ -106,3 +100,92 @@ def _signal(row: ZohoToken, answer: zoho.RefreshAnswer) -> None:
         token_refreshed.send(sender=ZohoToken, token=row)
     elif answer.outcome is zoho.Outcome.REJECTED:
         reauthorization_needed.send(sender=ZohoToken, token=row, error=answer.error)
+
+
+@dataclass
+class RevocationReport:
+    revoked: list[ZohoToken] = field(default_factory=list)
+    failed: list[tuple[ZohoToken, str]] = field(default_factory=list)  # reasons carry no secret
+    already_revoked: list[ZohoToken] = field(default_factory=list)
+
+
+def revoke(tokens: Iterable[ZohoToken], *, at_zoho: bool = True) -> RevocationReport:
+    """Revoke each token at Zoho (unless ``at_zoho=False``), then locally.
+
+    A token Zoho could not revoke stays active, so the action can be retried: the
+    refresh token is still needed for that. Rows already revoked are left as they are.
+    """
+    report = RevocationReport()
+    for row in tokens:
+        if row.is_revoked:
+            report.already_revoked.append(row)
+            continue
+        reason = _revoke_at_zoho(row) if at_zoho else None
+        if reason is not None:
+            report.failed.append((row, reason))
+            continue
+        row.revoked_at = timezone.now()
+        row.save(update_fields=["revoked_at", "updated_at"])
+        report.revoked.append(row)
+    return report
+
+
+def _revoke_at_zoho(row: ZohoToken) -> str | None:
+    """``None`` when Zoho no longer honours the token, else why it may still work."""
+    if not row.refresh_token:
+        return None  # nothing Zoho could still honour
+    token_url = token_endpoint(row)
+    if token_url is None:
+        return "no Zoho token endpoint is known for it: set ZOHO_TOKENS_TOKEN_URL"
+    try:
+        answer = zoho.revoke_refresh_token(
+            token_url, refresh_token=row.refresh_token, timeout=app_settings.REFRESH_TIMEOUT
+        )
+    except zoho.ZohoUnreachable as exc:
+        return f"Zoho could not be reached ({exc})"
+    if not answer.revoked:
+        return f"Zoho refused ({answer.error})"
+    return None
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    revoked: int
+    needing_reauthorization: int
+
+    @property
+    def total(self) -> int:
+        return self.revoked + self.needing_reauthorization
+
+
+def purgeable(
+    *, revoked_before: datetime | None, reauthorization_before: datetime | None, using: str | None = None
+) -> tuple[QuerySet[ZohoToken], QuerySet[ZohoToken]]:
+    """Rows revoked before the first cutoff, and rows left un-re-authorised since before
+    the second (``None`` leaves that kind alone)."""
+    rows = ZohoToken.objects.using(using)
+    revoked = rows.none() if revoked_before is None else rows.filter(revoked_at__lt=revoked_before)
+    stale = (
+        rows.none()
+        if reauthorization_before is None
+        else rows.filter(revoked_at__isnull=True, needs_reauthorization_at__lt=reauthorization_before)
+    )
+    return revoked, stale
+
+
+def purge(
+    *,
+    revoked_before: datetime | None,
+    reauthorization_before: datetime | None,
+    dry_run: bool = False,
+    using: str | None = None,
+) -> PurgeReport:
+    """Delete (or with ``dry_run`` only count) the rows :func:`purgeable` selects, in one transaction."""
+    alias = using or router.db_for_write(ZohoToken)
+    with transaction.atomic(using=alias):
+        revoked, stale = purgeable(
+            revoked_before=revoked_before, reauthorization_before=reauthorization_before, using=alias
+        )
+        if dry_run:
+            return PurgeReport(revoked.count(), stale.count())
+        return PurgeReport(revoked.delete()[0], stale.delete()[0])

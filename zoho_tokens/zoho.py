@@ -68,10 +68,22 @@ def refresh_access_token(
     return RefreshAnswer(Outcome.FAILED, error=error[:100])
 
 
-def revoke_refresh_token(token_url: str, *, refresh_token: str, timeout: float) -> bool:
-    """POST to ``<token endpoint>/revoke``; True when Zoho says ``success``."""
+@dataclass(frozen=True)
+class RevokeAnswer:
+    revoked: bool  # Zoho revoked it, or it was already dead there
+    error: str = ""
+
+
+def revoke_refresh_token(token_url: str, *, refresh_token: str, timeout: float) -> RevokeAnswer:
+    """POST to ``<token endpoint>/revoke``.
+
+    A token Zoho no longer knows counts as revoked: there is nothing left to revoke.
+    """
     body = _post(token_url + "/revoke", {"token": refresh_token}, timeout)
-    return body.get("status") == "success"
+    if body.get("status") == "success":
+        return RevokeAnswer(True)
+    error = str(body.get("error", body.get("status", "no status in the answer")))[:100]
+    return RevokeAnswer(error in REJECTED_REFRESH_ERRORS, error)
 
 
 def _lifetime_ms(body: dict[str, Any]) -> int:

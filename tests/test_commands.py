@@ -1,0 +1,181 @@
+"""The management commands, as cron and operators run them: exact output, database state, Zoho calls."""
+
+import re
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from zoho_tokens.models import ZohoToken
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def zoho_tokens(db, fake_zoho, settings, token_factory):
+    """Three rows whose refresh tokens the fake Zoho knows, reached through ZOHO_TOKENS_TOKEN_URL."""
+    settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
+    return [
+        token_factory(
+            user_name=f"{name}@example.com:{n}",
+            refresh_token=fake_zoho.issue_refresh_token(f"{name}@example.com", str(n)),
+            api_domain=fake_zoho.base_url,
+        )
+        for n, name in enumerate(["ann", "ben", "cat"], start=1)
+    ]
+
+
+def days_ago(days: int):
+    return timezone.now() - timedelta(days=days)
+
+
+# --- zoho_purge_tokens --------------------------------------------------------------
+
+
+@pytest.fixture
+def aged_rows(token_factory):
+    return {
+        "active": token_factory(),
+        "revoked_long_ago": token_factory(revoked_at=days_ago(40)),
+        "revoked_recently": token_factory(revoked_at=days_ago(2)),
+        "reauth_long_ago": token_factory(needs_reauthorization_at=days_ago(31)),
+        "reauth_recently": token_factory(needs_reauthorization_at=days_ago(1)),
+    }
+
+
+def remaining() -> set[str]:
+    return set(ZohoToken.objects.values_list("token_id", flat=True))
+
+
+def test_purge_deletes_old_revoked_and_stale_rows(aged_rows):
+    out, err = run("zoho_purge_tokens")
+
+    assert out == "Deleted 2 tokens (1 revoked, 1 needing re-authorisation).\n"
+    assert err == ""
+    keep = {"active", "revoked_recently", "reauth_recently"}
+    assert remaining() == {aged_rows[name].token_id for name in keep}
+
+
+def test_purge_dry_run_counts_and_deletes_nothing(aged_rows):
+    out, _ = run("zoho_purge_tokens", "--dry-run")
+
+    assert out == "Would delete 2 tokens (1 revoked, 1 needing re-authorisation).\n"
+    assert len(remaining()) == 5
+
+
+def test_purge_cutoffs_are_options(aged_rows):
+    out, _ = run("zoho_purge_tokens", "--revoked-days", "0", "--reauthorization-days", "100")
+
+    assert out == "Deleted 2 tokens (2 revoked, 0 needing re-authorisation).\n"
+    assert aged_rows["reauth_long_ago"].token_id in remaining()
+
+
+def test_purge_singular_and_quiet(token_factory):
+    token_factory(revoked_at=days_ago(90))
+
+    assert run("zoho_purge_tokens", "--dry-run") == (
+        "Would delete 1 token (1 revoked, 0 needing re-authorisation).\n",
+        "",
+    )
+    assert run("zoho_purge_tokens", "--verbosity", "0") == ("", "")
+    assert ZohoToken.objects.count() == 0
+
+
+def test_purge_refuses_negative_days(db):
+    with pytest.raises(
+        CommandError, match="--revoked-days: must be a whole number of days, 0 or more, not '-1'"
+    ):
+        run("zoho_purge_tokens", "--revoked-days", "-1")
+
+
+# --- zoho_revoke_tokens ------------------------------------------------------------
+
+
+def test_revoke_by_id_revokes_at_zoho_then_locally(zoho_tokens, fake_zoho):
+    ann, ben, _ = zoho_tokens
+
+    out, err = run("zoho_revoke_tokens", ben.token_id)
+
+    assert out == "Revoked 1 token.\n"
+    assert err == ""
+    assert fake_zoho.revoked_tokens == (ben.refresh_token,)
+    assert list(ZohoToken.objects.revoked()) == [ben]
+    assert ZohoToken.objects.get(pk=ann.pk).revoked_at is None
+
+
+def test_revoke_by_user_and_email_with_verbosity(zoho_tokens, fake_zoho):
+    ann, _, cat = zoho_tokens
+
+    out, _ = run("zoho_revoke_tokens", "--user", "ann@example.com:1", "--user", "cat@example.com", "-v", "2")
+
+    assert out == (
+        f"Revoked token {ann.token_id} (ann@example.com:1).\n"
+        f"Revoked token {cat.token_id} (cat@example.com:3).\n"
+        "Revoked 2 tokens.\n"
+    )
+    assert set(fake_zoho.revoked_tokens) == {ann.refresh_token, cat.refresh_token}
+
+
+def test_revoke_local_only_makes_no_http_call(zoho_tokens, fake_zoho):
+    out, _ = run("zoho_revoke_tokens", "--local-only", zoho_tokens[0].token_id)
+
+    assert out == "Revoked 1 token.\n"
+    assert fake_zoho.count("revoke") == 0
+    assert ZohoToken.objects.revoked().count() == 1
+
+
+def test_revoke_dry_run_changes_nothing(zoho_tokens, fake_zoho):
+    out, _ = run("zoho_revoke_tokens", "--dry-run", *[row.token_id for row in zoho_tokens])
+
+    assert out == "Would revoke 3 tokens.\n"
+    assert fake_zoho.count("revoke") == 0
+    assert ZohoToken.objects.revoked().count() == 0
+
+
+def test_revoke_when_zoho_is_unreachable_keeps_the_token_active_and_fails(zoho_tokens, fake_zoho):
+    from zoho_tokens.testing import DROP
+
+    fake_zoho.inject_error("revoke", DROP)
+    ann = zoho_tokens[0]
+
+    with pytest.raises(CommandError, match="1 token could not be revoked"):
+        out, err = StringIO(), StringIO()
+        call_command("zoho_revoke_tokens", ann.token_id, stdout=out, stderr=err)
+
+    assert (
+        f"Token {ann.token_id} (ann@example.com:1) not revoked: Zoho could not be reached" in err.getvalue()
+    )
+    assert ann.refresh_token not in err.getvalue()
+    assert ZohoToken.objects.revoked().count() == 0
+
+
+def test_a_token_zoho_no_longer_knows_is_revoked_locally(zoho_tokens, fake_zoho, token_factory):
+    dead = token_factory(refresh_token="1000.unknown-to-zoho.r", api_domain=fake_zoho.base_url)
+
+    out, _ = run("zoho_revoke_tokens", dead.token_id)
+
+    assert out == "Revoked 1 token.\n"
+    assert ZohoToken.objects.get(pk=dead.pk).revoked_at is not None
+
+
+def test_revoke_names_what_it_cannot_find_and_revokes_nothing(zoho_tokens, fake_zoho):
+    with pytest.raises(
+        CommandError,
+        match=re.escape("No active token for: no-such-id, nobody@example.com. Nothing was revoked."),
+    ):
+        run("zoho_revoke_tokens", "no-such-id", zoho_tokens[0].token_id, "--user", "nobody@example.com")
+
+    assert fake_zoho.count("revoke") == 0
+    assert ZohoToken.objects.revoked().count() == 0
+
+
+def test_revoke_needs_a_target(db):
+    with pytest.raises(CommandError, match="Name the tokens to revoke"):
+        run("zoho_revoke_tokens")
