@@ -96,3 +96,6 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler"}},
     "loggers": {"SDKLogger": {"handlers": ["null"], "propagate": False}},
 }
+
+# Tests create users; the fast hasher keeps that from dominating the run.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

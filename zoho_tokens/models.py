@@ -100,6 +100,7 @@ class ZohoToken(models.Model):
         verbose_name = _("Zoho token")
         verbose_name_plural = _("Zoho tokens")
         ordering = ("pk",)
+        permissions = [("revoke_zohotoken", _("Can revoke Zoho tokens"))]
 
     def __str__(self) -> str:
         # Copied by Django into the admin log and tracebacks: never a secret here.

@@ -1,0 +1,159 @@
+"""The admin: masked, read-only tokens; revocation as permissioned, audited actions."""
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+from zoho_tokens.models import ZohoToken
+from zoho_tokens.testing import DROP
+
+CHANGELIST = reverse("admin:zoho_tokens_zohotoken_changelist")
+
+
+@pytest.fixture
+def rows(db, fake_zoho, settings, token_factory):
+    settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
+    return [
+        token_factory(
+            user_name=f"{name}@example.com:{n}",
+            refresh_token=fake_zoho.issue_refresh_token(f"{name}@example.com", str(n)),
+            grant_token=f"1000.grant-of-{name}.g",
+            api_domain=fake_zoho.base_url,
+        )
+        for n, name in enumerate(["ann", "ben"], start=1)
+    ]
+
+
+def secrets_of(rows):
+    return [
+        value
+        for row in rows
+        for value in (row.client_secret, row.refresh_token, row.access_token, row.grant_token)
+    ]
+
+
+@pytest.fixture
+def staff(db):
+    """A staff user who may view tokens but not revoke them."""
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_zohotoken"))
+    return user
+
+
+def revoker(staff):
+    staff.user_permissions.add(Permission.objects.get(codename="revoke_zohotoken"))
+    return User.objects.get(pk=staff.pk)  # fresh permission cache
+
+
+def test_the_list_shows_tokens_without_any_secret(admin_client, rows):
+    response = admin_client.get(CHANGELIST)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    for row in rows:
+        assert row.token_id in html
+        assert row.user_name in html
+    for secret in secrets_of(rows):
+        assert secret not in html
+
+
+def test_the_detail_page_shows_only_the_last_four_characters(admin_client, rows):
+    row = rows[0]
+
+    response = admin_client.get(reverse("admin:zoho_tokens_zohotoken_change", args=[row.pk]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f"…{row.refresh_token[-4:]}" in html
+    assert f"…{row.access_token[-4:]}" in html
+    for secret in secrets_of(rows):
+        assert secret not in html
+    assert 'name="refresh_token"' not in html  # no form field for a secret
+
+
+def test_tokens_cannot_be_added_or_edited(admin_client, rows):
+    row = rows[0]
+    change = reverse("admin:zoho_tokens_zohotoken_change", args=[row.pk])
+
+    assert admin_client.get(reverse("admin:zoho_tokens_zohotoken_add")).status_code == 403
+    assert admin_client.post(change, {"user_name": "mallory@example.com:1"}).status_code == 403
+    assert ZohoToken.objects.get(pk=row.pk).user_name == row.user_name
+
+
+def test_search_finds_users_but_never_searches_tokens(admin_client, rows):
+    by_user = admin_client.get(CHANGELIST, {"q": "ben@example.com"})
+    by_token = admin_client.get(CHANGELIST, {"q": rows[0].refresh_token})
+
+    assert rows[1].token_id in by_user.content.decode()
+    assert rows[0].token_id not in by_user.content.decode()
+    assert "0 Zoho tokens" in by_token.content.decode()
+
+
+def test_the_status_filter(admin_client, rows, token_factory):
+    from django.utils import timezone
+
+    stale = token_factory(needs_reauthorization_at=timezone.now())
+    gone = token_factory(revoked_at=timezone.now())
+
+    def listed(status):
+        html = admin_client.get(CHANGELIST, {"status": status}).content.decode()
+        return {row.token_id for row in [*rows, stale, gone] if row.token_id in html}
+
+    assert listed("active") == {rows[0].token_id, rows[1].token_id}
+    assert listed("reauthorization") == {stale.token_id}
+    assert listed("revoked") == {gone.token_id}
+
+
+def test_revoking_at_zoho_revokes_logs_and_reports(client, staff, rows, fake_zoho):
+    client.force_login(revoker(staff))
+    ann, ben = rows
+
+    response = client.post(
+        CHANGELIST, {"action": "revoke_at_zoho", "_selected_action": [ben.pk]}, follow=True
+    )
+
+    assert "Revoked 1 token." in response.content.decode()
+    assert fake_zoho.revoked_tokens == (ben.refresh_token,)
+    assert list(ZohoToken.objects.revoked()) == [ben]
+    entry = LogEntry.objects.get()
+    assert (entry.action_flag, entry.object_id, entry.user_id) == (CHANGE, str(ben.pk), staff.pk)
+    assert "Revoked at Zoho and locally." in entry.get_change_message()
+    assert ben.refresh_token not in entry.object_repr
+
+
+def test_revoking_locally_calls_no_zoho(client, staff, rows, fake_zoho):
+    client.force_login(revoker(staff))
+
+    client.post(CHANGELIST, {"action": "revoke_locally", "_selected_action": [rows[0].pk]})
+
+    assert fake_zoho.count("revoke") == 0
+    assert list(ZohoToken.objects.revoked()) == [rows[0]]
+    assert "Revoked locally; Zoho not called." in LogEntry.objects.get().get_change_message()
+
+
+def test_a_failed_revocation_is_reported_and_changes_nothing(client, staff, rows, fake_zoho):
+    client.force_login(revoker(staff))
+    fake_zoho.inject_error("revoke", DROP)
+
+    response = client.post(
+        CHANGELIST, {"action": "revoke_at_zoho", "_selected_action": [rows[0].pk]}, follow=True
+    )
+
+    html = response.content.decode()
+    assert "was not revoked: Zoho could not be reached" in html
+    assert rows[0].refresh_token not in html
+    assert ZohoToken.objects.revoked().count() == 0
+    assert LogEntry.objects.count() == 0
+
+
+def test_revoking_needs_the_revoke_permission(client, staff, rows, fake_zoho):
+    client.force_login(staff)
+
+    page = client.get(CHANGELIST).content.decode()
+    response = client.post(CHANGELIST, {"action": "revoke_at_zoho", "_selected_action": [rows[0].pk]})
+
+    assert "revoke_at_zoho" not in page
+    assert response.status_code in (200, 302)
+    assert fake_zoho.count("revoke") == 0
+    assert ZohoToken.objects.revoked().count() == 0

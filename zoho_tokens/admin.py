@@ -1,0 +1,146 @@
+"""Admin: tokens listed and shown masked, never editable; revocation as audited actions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from . import services
+from .masking import mask
+from .models import ZohoToken
+
+IDENTITY_FIELDS = ("token_id", "user_name", "status", "client_id")
+SECRET_FIELDS = ("masked_client_secret", "masked_refresh_token", "masked_access_token", "masked_grant_token")
+REFRESH_FIELDS = (
+    "access_token_expires",
+    "last_refreshed_at",
+    "needs_reauthorization_at",
+    "refresh_error",
+    "refresh_retry_at",
+)
+HISTORY_FIELDS = ("created_at", "updated_at", "revoked_at", "api_domain", "redirect_url")
+REVOKE_PERMISSION = f"{ZohoToken._meta.app_label}.revoke_zohotoken"
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = _("status")
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("active", _("Active")),
+            ("reauthorization", _("Needs re-authorisation")),
+            ("revoked", _("Revoked")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ZohoToken]) -> QuerySet[ZohoToken] | None:
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True, needs_reauthorization_at__isnull=True)
+        if self.value() == "reauthorization":
+            return queryset.filter(revoked_at__isnull=True, needs_reauthorization_at__isnull=False)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ZohoToken)
+class ZohoTokenAdmin(admin.ModelAdmin):
+    list_display = (
+        "token_id",
+        "user_name",
+        "status",
+        "access_token_expires",
+        "last_refreshed_at",
+        "updated_at",
+    )
+    list_filter = (StatusFilter, "client_id")
+    # Never a token: a search lands in the URL and the access log.
+    search_fields = ("user_name", "token_id", "client_id")
+    ordering = ("-updated_at",)
+    actions = ("revoke_at_zoho", "revoke_locally")
+    fieldsets = (
+        (None, {"fields": IDENTITY_FIELDS}),
+        (_("Secrets (last characters only)"), {"fields": SECRET_FIELDS}),
+        (_("Refresh"), {"fields": REFRESH_FIELDS}),
+        (_("History"), {"fields": HISTORY_FIELDS}),
+    )
+    readonly_fields = (*IDENTITY_FIELDS, *SECRET_FIELDS, *REFRESH_FIELDS, *HISTORY_FIELDS)
+
+    # Tokens come from Zoho through the SDK; nobody types them in.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ZohoToken | None = None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(REVOKE_PERMISSION)
+
+    @admin.display(description=_("status"))
+    def status(self, obj: ZohoToken) -> str:
+        if obj.is_revoked:
+            return str(_("Revoked"))
+        if obj.needs_reauthorization:
+            return str(_("Needs re-authorisation"))
+        return str(_("Active"))
+
+    @admin.display(description=_("access token expires"), ordering="expiry_time")
+    def access_token_expires(self, obj: ZohoToken) -> datetime | None:
+        if obj.expiry_time is None:
+            return None
+        return datetime.fromtimestamp(obj.expiry_time / 1000, tz=UTC)
+
+    @admin.display(description=_("client secret"))
+    def masked_client_secret(self, obj: ZohoToken) -> str:
+        return mask(obj.client_secret)
+
+    @admin.display(description=_("refresh token"))
+    def masked_refresh_token(self, obj: ZohoToken) -> str:
+        return mask(obj.refresh_token)
+
+    @admin.display(description=_("access token"))
+    def masked_access_token(self, obj: ZohoToken) -> str:
+        return mask(obj.access_token)
+
+    @admin.display(description=_("grant token"))
+    def masked_grant_token(self, obj: ZohoToken) -> str:
+        return mask(obj.grant_token)
+
+    @admin.action(description=_("Revoke at Zoho, then locally"), permissions=("revoke",))
+    def revoke_at_zoho(self, request: HttpRequest, queryset: QuerySet[ZohoToken]) -> None:
+        self._revoke(request, queryset, at_zoho=True)
+
+    @admin.action(description=_("Revoke locally only (Zoho not called)"), permissions=("revoke",))
+    def revoke_locally(self, request: HttpRequest, queryset: QuerySet[ZohoToken]) -> None:
+        self._revoke(request, queryset, at_zoho=False)
+
+    def _revoke(self, request: HttpRequest, queryset: QuerySet[ZohoToken], *, at_zoho: bool) -> None:
+        report = services.revoke(queryset.order_by("pk"), at_zoho=at_zoho)
+        entry = "Revoked at Zoho and locally." if at_zoho else "Revoked locally; Zoho not called."
+        for row in report.revoked:
+            self.log_change(request, row, entry)
+        if report.revoked:
+            count = len(report.revoked)
+            self.message_user(
+                request,
+                ngettext("Revoked %(count)d token.", "Revoked %(count)d tokens.", count) % {"count": count},
+                messages.SUCCESS,
+            )
+        for row, reason in report.failed:
+            self.message_user(request, f"{row} was not revoked: {reason}", messages.ERROR)
+        if report.already_revoked:
+            count = len(report.already_revoked)
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d token was already revoked.", "%(count)d tokens were already revoked.", count
+                )
+                % {"count": count},
+                messages.WARNING,
+            )
