@@ -107,7 +107,7 @@ def test_the_status_filter(admin_client, rows, token_factory):
 
 def test_revoking_at_zoho_revokes_logs_and_reports(client, staff, rows, fake_zoho):
     client.force_login(revoker(staff))
-    ann, ben = rows
+    _, ben = rows
 
     response = client.post(
         CHANGELIST, {"action": "revoke_at_zoho", "_selected_action": [ben.pk]}, follow=True
