@@ -1,8 +1,9 @@
-"""Take one token row's write lock, waiting a bounded time for another worker's lock.
+"""Write locks, taken so that waiting happens in the database with a bound, not in retries.
 
 PostgreSQL and MariaDB/MySQL lock the row (``SELECT ... FOR UPDATE``). SQLite has no
-row locks; a write takes the database's write lock, which serialises the refreshers
-just as well (the wait is bounded by the connection's ``timeout`` option).
+row locks, and a transaction that reads before it writes cannot wait for the write
+lock (SQLite answers "database is locked" at once to avoid a deadlock); a write as the
+transaction's first statement waits up to the connection's ``timeout`` option instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from contextlib import contextmanager
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F
 
 from .models import ZohoToken
 
@@ -23,10 +23,24 @@ def lock_row(using: str, pk: int, timeout: float) -> ZohoToken | None:
     connection = connections[using]
     rows = ZohoToken.objects.using(using)
     if not connection.features.has_select_for_update:
-        rows.filter(pk=pk).update(refresh_retry_at=F("refresh_retry_at"))
+        claim_write_lock(using)
         return rows.filter(pk=pk).first()
     with _lock_wait(connection, timeout):
         return rows.select_for_update().filter(pk=pk).first()
+
+
+def claim_write_lock(using: str) -> None:
+    """On SQLite, take the database's write lock now, as the transaction's first statement.
+
+    Elsewhere this does nothing: row locks are taken by the queries themselves.
+    """
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        return
+    table = connection.ops.quote_name(ZohoToken._meta.db_table)
+    with connection.cursor() as cursor:
+        # Changes no row, but starts a write transaction (like BEGIN IMMEDIATE).
+        cursor.execute(f"UPDATE {table} SET id = id WHERE 1 = 0")
 
 
 @contextmanager

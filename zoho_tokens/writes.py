@@ -18,6 +18,7 @@ from typing import TypeVar
 from django.db import IntegrityError, OperationalError, connections, transaction
 
 from .conf import app_settings
+from .locking import claim_write_lock
 
 logger = logging.getLogger("zoho_tokens.store")
 
@@ -59,6 +60,7 @@ def run_write(using: str, write: Callable[[], T]) -> T:
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic(using=using):
+                claim_write_lock(using)
                 return write()
         except (IntegrityError, OperationalError) as exc:
             retriable = is_transient(exc) and (isinstance(exc, IntegrityError) or not in_outer_transaction)
