@@ -27,7 +27,12 @@ def browser_page(live_server):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
         )
         page = browser.new_page()
         yield page
@@ -36,7 +41,9 @@ def browser_page(live_server):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_operator_revokes_a_token_in_the_admin(browser_page, live_server, fake_zoho, settings, token_factory):
+def test_an_operator_revokes_a_token_in_the_admin(
+    browser_page, live_server, fake_zoho, settings, token_factory
+):
     settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
     ann, ben = (
         token_factory(
@@ -47,7 +54,9 @@ def test_an_operator_revokes_a_token_in_the_admin(browser_page, live_server, fak
         for n, name in enumerate(["ann", "ben"], start=1)
     )
     operator = User.objects.create_user("operator", password="operator-pw", is_staff=True)
-    operator.user_permissions.add(*Permission.objects.filter(codename__in=["view_zohotoken", "revoke_zohotoken"]))
+    operator.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_zohotoken", "revoke_zohotoken"])
+    )
     page = browser_page
 
     page.goto(f"{live_server.url}/admin/login/?next=/admin/zoho_tokens/zohotoken/")

@@ -1,0 +1,245 @@
+"""Child processes for tests/test_refresh_concurrency.py, started with the "spawn" method.
+
+Like tests/workers.py, nothing here touches Django at import time: a child
+configures Django itself (``setup_django``) and points the default database at the
+parent's test database. Children reach the fake Zoho only over HTTP: they get its
+base and token URLs as strings and never call a ``FakeZoho`` method.
+
+Starting a process that imports Django and the SDK costs about a second of CPU,
+so the tests keep a pool of long-lived workers (``serve``) and send them tasks.
+Protocol, on one queue shared by all workers, each message ``(kind, worker, payload)``:
+
+- ``("up", w, None)`` once Django is set up; ``("ready", w, None)`` from each of a
+  task's threads once it waits for the ``go`` event (the parent then changes the
+  database and sets ``go``, so every thread starts at the same moment);
+- ``("done", w, (reports, errors))`` when the task ends. Errors are text, never raised,
+  so the parent's assertion shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from tests.workers import setup_django
+
+WAIT = 60  # seconds a child waits for the parent
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+
+
+def serve(database_name: str, tasks: Any, messages: Any, go: Any, worker: int) -> None:
+    """Run tasks ``(name, kwargs)`` from ``tasks`` until ``None`` arrives."""
+    try:
+        setup_django(database_name)
+        # Import the heavy modules now, not while the parent waits for a task.
+        from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations  # noqa: F401
+
+        import zoho_tokens.store  # noqa: F401
+    except BaseException as exc:
+        messages.put(("done", worker, ([], [f"setup: {describe(exc)}"])))
+        return
+    messages.put(("up", worker, None))
+    for name, kwargs in iter(tasks.get, None):
+        try:
+            outcome = TASKS[name](worker=worker, go=go, messages=messages, **kwargs)
+        except BaseException as exc:
+            outcome = ([], [describe(exc)])
+        messages.put(("done", worker, outcome))
+    # Nothing is left to clean up (each task closed its connections): skip the
+    # interpreter's slow teardown of the many modules Django and the SDK loaded.
+    messages.close()
+    messages.join_thread()
+    os._exit(0)
+
+
+# --- tasks ----------------------------------------------------------------------------------
+
+Outcome = tuple[list[Any], list[str]]
+
+
+def in_threads(count: int, work: Callable[[int], Any], worker: int, go: Any, messages: Any) -> Outcome:
+    """``work(i)`` in ``count`` threads started together on ``go``; their results and errors."""
+    from django.db import connection
+
+    reports: list[Any] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        try:
+            messages.put(("ready", worker, None))
+            if not go.wait(timeout=WAIT):
+                raise TimeoutError("the parent never said go")
+            report = work(i)
+            with lock:
+                reports.append(report)
+        except BaseException as exc:
+            with lock:
+                errors.append(f"thread {i}: {describe(exc)}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=3 * WAIT)
+    if any(thread.is_alive() for thread in threads):
+        errors.append("a thread did not finish")
+    return reports, errors
+
+
+def sdk_environment(base_url: str, token_url: str) -> Any:
+    from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
+
+    return DataCenter.Environment(base_url, token_url, base_url)
+
+
+def initialize_sdk(base_url: str, token_url: str, resource_path: str, user_name: str) -> None:
+    """``Initializer.initialize`` with the real SDK, our store and the fake Zoho."""
+    from django.db import connection
+    from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+    from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+    from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+
+    from zoho_tokens.store import DjangoTokenStore
+
+    try:
+        Initializer.initialize(
+            environment=sdk_environment(base_url, token_url),
+            token=OAuthToken(user_signature=UserSignature(user_name)),
+            store=DjangoTokenStore(),
+            resource_path=resource_path,
+        )
+    finally:
+        connection.close()
+
+
+def call_org_as(user_name: str) -> dict[str, Any]:
+    """Switch this thread to ``user_name``, make one real API call, say what happened."""
+    from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+    from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+    from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
+    from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+
+    started = time.time()
+    token = OAuthToken(user_signature=UserSignature(user_name))
+    Initializer.switch_user(token=token)  # get_token(): the store's find_token
+    found = time.time()
+    response = OrgOperations().get_organization()
+    wrapper = response.get_object()
+    zgid = wrapper.get_org()[0].get_zgid() if isinstance(wrapper, ResponseWrapper) else repr(wrapper)
+    return {
+        "user": user_name,
+        "status": response.get_status_code(),
+        "zgid": zgid,
+        "access_token": token.get_access_token(),
+        "started": started,
+        "found": found,
+    }
+
+
+def call_org(
+    *,
+    base_url: str,
+    token_url: str,
+    resource_path: str,
+    user_names: list[str],
+    worker: int,
+    go: Any,
+    messages: Any,
+) -> Outcome:
+    """One thread per entry of ``user_names``, each making one CRM API call as that user.
+
+    The SDK is initialised once for the process while the stored tokens are still
+    valid (no HTTP); the parent expires them before it says go, so every thread
+    then asks the store for an expired token at the same moment.
+    """
+    initialize_sdk(base_url, token_url, resource_path, user_names[0])
+    return in_threads(len(user_names), lambda i: call_org_as(user_names[i]), worker, go, messages)
+
+
+def find_and_save(
+    *, user_names: list[str], cycles: int, workers: int, worker: int, go: Any, messages: Any
+) -> Outcome:
+    """``cycles`` times: find a random user's token, give it a newer access token, save it.
+
+    Expiries are ``microseconds since the epoch * workers + worker``: unique across
+    workers, strictly increasing within one, ordered by time across all of them, and
+    far in the future read as epoch milliseconds. The reports are
+    ``[{user: (highest expiry written, its access token)}, cycles done]``; a write
+    counts only once ``save_token`` returned.
+    """
+    from django.conf import settings
+    from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+    from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+
+    from zoho_tokens.store import DjangoTokenStore
+
+    store = DjangoTokenStore()
+    choose = random.Random(worker).choice
+
+    def cycle_all(_: int) -> tuple[dict[str, tuple[int, str]], int, list[str]]:
+        newest: dict[str, tuple[int, str]] = {}
+        failures: list[str] = []
+        last_expiry = 0
+        for cycle in range(cycles):
+            user_name = choose(user_names)
+            begun = time.monotonic()
+            try:
+                token = OAuthToken(user_signature=UserSignature(user_name))
+                if store.find_token(token) is not token:
+                    raise AssertionError(f"find_token did not find {user_name}")
+                expiry = max(time.time_ns() // 1000 * workers + worker, last_expiry + workers)
+                last_expiry = expiry
+                access_token = f"1000.load-{worker}-{cycle}.a"
+                token.set_access_token(access_token)
+                token.set_expires_in(str(expiry))
+                store.save_token(token)
+            except Exception as exc:
+                elapsed = time.monotonic() - begun
+                failures.append(f"cycle {cycle} ({user_name}, {elapsed:.2f} s): {type(exc).__name__}: {exc}")
+                continue
+            newest[user_name] = (expiry, access_token)
+        return newest, cycles - len(failures), failures
+
+    settings.ZOHO_TOKENS_REFRESH = False  # no HTTP in this test, whatever the expiry
+    try:
+        reports, errors = in_threads(1, cycle_all, worker, go, messages)
+    finally:
+        del settings.ZOHO_TOKENS_REFRESH
+    if not reports:
+        return [], errors
+    ((newest, done, failures),) = reports
+    return [newest, done], errors + failures
+
+
+TASKS: dict[str, Callable[..., Outcome]] = {"call_org": call_org, "find_and_save": find_and_save}
+
+
+# --- a process to kill ----------------------------------------------------------------------
+
+
+def refresh_until_killed(
+    database_name: str, base_url: str, token_url: str, resource_path: str, user_name: str, messages: Any
+) -> None:
+    """Initialise the SDK for a user whose token expired: the store starts a refresh.
+
+    The parent makes the fake Zoho slow to answer and kills this process while the
+    store waits for the answer, holding the row lock in an open transaction.
+    """
+    try:
+        setup_django(database_name)
+        messages.put("started")
+        initialize_sdk(base_url, token_url, resource_path, user_name)
+        messages.put("finished")  # the parent was too slow to kill us
+    except BaseException as exc:
+        messages.put(f"error: {describe(exc)}")
