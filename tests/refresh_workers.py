@@ -172,9 +172,12 @@ def find_and_save(
 ) -> Outcome:
     """``cycles`` times: find a random user's token, give it a newer access token, save it.
 
-    Expiries are ``microseconds since the epoch * workers + worker``: unique across
-    workers, strictly increasing within one, ordered by time across all of them, and
-    far in the future read as epoch milliseconds. The reports are
+    Expiries are ``microseconds since the epoch * workers + worker``, taken at the
+    start of the cycle: unique across workers, strictly increasing within one,
+    ordered by time across all of them, and far in the future read as epoch
+    milliseconds. Each find also checks that the user's stored expiry never went
+    back below one this worker saw or wrote before (a stale save that a later one
+    hid would not show in the final rows). The reports are
     ``[{user: (highest expiry written, its access token)}, cycles done]``; a write
     counts only once ``save_token`` returned.
     """
@@ -185,31 +188,47 @@ def find_and_save(
     from zoho_tokens.store import DjangoTokenStore
 
     store = DjangoTokenStore()
-    choose = random.Random(worker).choice
+    generator = random.Random(worker)
 
     def cycle_all(_: int) -> tuple[dict[str, tuple[int, str]], int, list[str]]:
         newest: dict[str, tuple[int, str]] = {}
+        seen: dict[str, int] = {}  # the highest expiry this worker knows the row reached
         failures: list[str] = []
+        failed_cycles = 0
         last_expiry = 0
+
+        def fail(message: str) -> None:
+            if len(failures) < 10:
+                failures.append(message)
+
         for cycle in range(cycles):
-            user_name = choose(user_names)
+            user_name = generator.choice(user_names)
             begun = time.monotonic()
+            # Stamped first, saved last, like a worker that got Zoho's answer and
+            # then took a moment: another worker may save a newer token meanwhile.
+            expiry = max(time.time_ns() // 1000 * workers + worker, last_expiry + workers)
+            last_expiry = expiry
             try:
                 token = OAuthToken(user_signature=UserSignature(user_name))
                 if store.find_token(token) is not token:
                     raise AssertionError(f"find_token did not find {user_name}")
-                expiry = max(time.time_ns() // 1000 * workers + worker, last_expiry + workers)
-                last_expiry = expiry
+                stored = int(token.get_expires_in())
+                if stored < seen.get(user_name, 0):
+                    fail(f"cycle {cycle}: {user_name}'s expiry went back from {seen[user_name]} to {stored}")
+                seen[user_name] = max(seen.get(user_name, 0), stored)
+                time.sleep(generator.uniform(0, 0.004))
                 access_token = f"1000.load-{worker}-{cycle}.a"
                 token.set_access_token(access_token)
                 token.set_expires_in(str(expiry))
                 store.save_token(token)
             except Exception as exc:
+                failed_cycles += 1
                 elapsed = time.monotonic() - begun
-                failures.append(f"cycle {cycle} ({user_name}, {elapsed:.2f} s): {type(exc).__name__}: {exc}")
+                fail(f"cycle {cycle} ({user_name}, {elapsed:.2f} s): {type(exc).__name__}: {exc}")
                 continue
+            seen[user_name] = max(seen[user_name], expiry)
             newest[user_name] = (expiry, access_token)
-        return newest, cycles - len(failures), failures
+        return newest, cycles - failed_cycles, failures
 
     settings.ZOHO_TOKENS_REFRESH = False  # no HTTP in this test, whatever the expiry
     try:

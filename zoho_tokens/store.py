@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, OperationalError, router
+from django.db import DatabaseError, OperationalError, connections, router
 from django.utils import timezone
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
@@ -80,7 +80,9 @@ class DjangoTokenStore(TokenStore):
         if not isinstance(token, OAuthToken):
             return
         with self._failures("save_token"):
-            run_write(self.using, lambda: save_row(self._rows(), token))
+            row = run_write(self.using, lambda: save_row(self._rows(), token))
+            # Only after the commit: a token must never carry the id of a row that was rolled back.
+            fill_token(token, row)
 
     def delete_token(self, id: Any) -> None:
         with self._failures("delete_token"):
@@ -108,7 +110,7 @@ class DjangoTokenStore(TokenStore):
                 yield token_from_row(row)
 
     def _failures(self, operation: str) -> _Failures:
-        return _Failures(operation)
+        return _Failures(operation, self.using)
 
     # --- coordinated refresh -------------------------------------------------------
 
@@ -154,8 +156,9 @@ class DjangoTokenStore(TokenStore):
 class _Failures:
     """Logs every failure (the SDK swallows some) and turns store errors into SDKException."""
 
-    def __init__(self, operation: str) -> None:
+    def __init__(self, operation: str, using: str) -> None:
         self.operation = operation
+        self.using = using
 
     def __enter__(self) -> None:
         return None
@@ -169,15 +172,25 @@ class _Failures:
             return False
         if isinstance(exc, STORE_ERRORS):
             logger.error("DjangoTokenStore.%s failed: %s: %s", self.operation, type(exc).__name__, exc)
+            if isinstance(exc, DatabaseError):
+                self._drop_broken_connection()
             raise SDKException(
                 TOKEN_STORE, f"Exception in {self.operation} - DjangoTokenStore : ", cause=exc
             ) from exc
         logger.exception("DjangoTokenStore.%s failed unexpectedly", self.operation)
         return False
 
+    def _drop_broken_connection(self) -> None:
+        # Outside the request cycle nobody else closes a dead connection, and every
+        # later call would fail with "server has gone away". Inside a transaction the
+        # caller owns the connection.
+        connection = connections[self.using]
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
 
-def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> None:
-    """Upsert ``token`` (call inside a transaction) and fill its empty attributes, id included."""
+
+def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken:
+    """Upsert ``token`` (call inside a transaction); returns the saved row."""
     row = find_row_to_update(rows.select_for_update(), token)
     adding = row is None
     if row is None:
@@ -186,7 +199,7 @@ def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> None:
         reactivate_or_refuse(row, token)
     copy_onto_row(token, row)
     row.save(using=rows.db, force_insert=adding)
-    fill_token(token, row)
+    return row
 
 
 def find_row_to_update(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken | None:
