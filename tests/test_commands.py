@@ -179,3 +179,41 @@ def test_revoke_names_what_it_cannot_find_and_revokes_nothing(zoho_tokens, fake_
 def test_revoke_needs_a_target(db):
     with pytest.raises(CommandError, match="Name the tokens to revoke"):
         run("zoho_revoke_tokens")
+
+
+# --- zoho_rotate_keys --------------------------------------------------------------
+
+NEW_FERNET = "9x3aDB_i621KpZswzEe_1NlGzjbvvt4O3NWq4M7v_EI="
+NEW_HMAC = "a-new-hmac-key-for-rotation-tests-0123456789abcdef"
+
+
+def test_rotate_keys_moves_every_row_onto_the_new_keys(token_factory, settings):
+    rows = [token_factory(grant_token=f"1000.g{n}.g") for n in range(3)]
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [NEW_FERNET, *settings.ZOHO_TOKENS_ENCRYPTION_KEYS]
+    settings.ZOHO_TOKENS_HMAC_KEYS = [NEW_HMAC, *settings.ZOHO_TOKENS_HMAC_KEYS]
+
+    out, _ = run("zoho_rotate_keys", "--batch-size", "2")
+
+    assert out == "Re-encrypted 3 tokens with the current keys.\n"
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [NEW_FERNET]
+    settings.ZOHO_TOKENS_HMAC_KEYS = [NEW_HMAC]
+    for row in rows:
+        reread = ZohoToken.objects.get(refresh_token=row.refresh_token)  # found by the new digest
+        assert (reread.pk, reread.client_secret, reread.access_token) == (
+            row.pk,
+            row.client_secret,
+            row.access_token,
+        )
+        assert ZohoToken.objects.get(grant_token=row.grant_token).pk == row.pk
+
+
+def test_rotate_keys_with_a_missing_old_key_fails_clearly(token_factory, settings):
+    token_factory()
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [NEW_FERNET]
+
+    with pytest.raises(CommandError, match="ZOHO_TOKENS_ENCRYPTION_KEYS"):
+        run("zoho_rotate_keys")
+
+
+def test_rotate_keys_on_an_empty_table(db):
+    assert run("zoho_rotate_keys") == ("Re-encrypted 0 tokens with the current keys.\n", "")

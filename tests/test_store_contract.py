@@ -331,3 +331,39 @@ def test_failures_are_logged_without_secrets(store, token_factory, caplog):
 
     assert caplog.records
     assert all("1000.very-secret.r" not in record.getMessage() for record in caplog.records)
+
+
+def test_an_update_rewrites_only_what_changed(store, token_factory):
+    from tests.test_encrypted_fields import raw_row
+
+    row = token_factory(user_name="nia@example.com:1")
+    before = raw_row(row.pk)
+    token = by_name("nia@example.com:1")
+    store.find_token(token)
+    token.set_access_token("1000.fresh.a")
+    token.set_expires_in(str(int(time.time() * 1000) + 7_200_000))
+
+    store.save_token(token)
+
+    after = raw_row(row.pk)
+    changed = {column for column in after if after[column] != before[column]}
+    assert changed == {
+        "access_token",
+        "access_token_digest",
+        "expiry_time",
+        "last_refreshed_at",
+        "updated_at",
+    }
+
+
+def test_saving_an_unchanged_token_writes_nothing(store, token_factory):
+    from tests.test_encrypted_fields import raw_row
+
+    row = token_factory(user_name="oli@example.com:1")
+    before = raw_row(row.pk)
+    token = by_name("oli@example.com:1")
+    store.find_token(token)
+
+    store.save_token(token)
+
+    assert raw_row(row.pk) == before

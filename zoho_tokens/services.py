@@ -189,3 +189,30 @@ def purge(
         if dry_run:
             return PurgeReport(revoked.count(), stale.count())
         return PurgeReport(revoked.delete()[0], stale.delete()[0])
+
+
+ENCRYPTED_AND_DIGESTED = ("client_secret", "refresh_token", "access_token", "grant_token")
+
+
+def rotate_keys(*, batch_size: int = 500, using: str | None = None) -> int:
+    """Re-encrypt every row's secrets with the first encryption key and re-digest them
+    with the first HMAC key; returns how many rows were rewritten.
+
+    Run it after putting a new key first in ``ZOHO_TOKENS_ENCRYPTION_KEYS`` or
+    ``ZOHO_TOKENS_HMAC_KEYS``; then the old keys can be removed. Each batch is its own
+    transaction, so a large table is never locked as a whole.
+    """
+    alias = using or router.db_for_write(ZohoToken)
+    rows = ZohoToken.objects.using(alias)
+    rewritten = 0
+    last_pk = 0
+    while True:
+        with transaction.atomic(using=alias):
+            batch = list(rows.select_for_update().filter(pk__gt=last_pk).order_by("pk")[:batch_size])
+            if not batch:
+                return rewritten
+            # Decrypted with any key on load; bulk_update encrypts with the first
+            # key and recomputes the digests (DigestSyncQuerySet).
+            rows.bulk_update(batch, ENCRYPTED_AND_DIGESTED)
+        rewritten += len(batch)
+        last_pk = batch[-1].pk

@@ -192,14 +192,46 @@ class _Failures:
 def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken:
     """Upsert ``token`` (call inside a transaction); returns the saved row."""
     row = find_row_to_update(rows.select_for_update(), token)
-    adding = row is None
     if row is None:
         row = new_row(token)
-    elif row.is_revoked:
+        copy_onto_row(token, row)
+        row.save(using=rows.db, force_insert=True)
+        return row
+    before = {name: getattr(row, name) for name in SAVED_FIELDS}
+    if row.is_revoked:
         reactivate_or_refuse(row, token)
     copy_onto_row(token, row)
-    row.save(using=rows.db, force_insert=adding)
+    changed = [name for name in SAVED_FIELDS if getattr(row, name) != before[name]]
+    if changed and key_rotation_in_progress():
+        # Every save moves the row onto the newest keys.
+        changed = list(SAVED_FIELDS)
+    # Otherwise only what changed: after a refresh that is one secret to encrypt, not four.
+    if changed:
+        row.save(using=rows.db, update_fields=[*changed, "updated_at"])
     return row
+
+
+# The fields a save may change; digests follow their sources (ZohoToken.save).
+SAVED_FIELDS = (
+    "user_name",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "access_token",
+    "grant_token",
+    "expiry_time",
+    "redirect_url",
+    "api_domain",
+    "last_refreshed_at",
+    "revoked_at",
+    "needs_reauthorization_at",
+    "refresh_error",
+    "refresh_retry_at",
+)
+
+
+def key_rotation_in_progress() -> bool:
+    return len(app_settings.ENCRYPTION_KEYS) > 1 or len(app_settings.HMAC_KEYS) > 1
 
 
 def find_row_to_update(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken | None:
