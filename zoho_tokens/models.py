@@ -40,7 +40,28 @@ class ZohoTokenQuerySet(DigestSyncQuerySet):
         return [row for row in candidates if row.email == email]
 
 
-class ZohoToken(models.Model):
+class TokenState:
+    """What the store asks of a stored token, model instance or plain values alike."""
+
+    __slots__ = ()
+    pk: Any
+    access_token: str | None
+    expiry_time: int | None
+    needs_reauthorization_at: Any
+
+    @property
+    def needs_reauthorization(self) -> bool:
+        return self.needs_reauthorization_at is not None
+
+    def expires_within(self, seconds: float, now_ms: int | None = None) -> bool:
+        """True when the access token is missing or expires in less than ``seconds``."""
+        if not self.access_token or self.expiry_time is None:
+            return True
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        return self.expiry_time - now_ms < seconds * 1000
+
+
+class ZohoToken(TokenState, models.Model):
     """One OAuth token of one Zoho user, secrets encrypted at rest."""
 
     token_id = models.CharField(
@@ -119,17 +140,6 @@ class ZohoToken(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
-
-    @property
-    def needs_reauthorization(self) -> bool:
-        return self.needs_reauthorization_at is not None
-
-    def expires_within(self, seconds: float, now_ms: int | None = None) -> bool:
-        """True when the access token is missing or expires in less than ``seconds``."""
-        if not self.access_token or self.expiry_time is None:
-            return True
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        return self.expiry_time - now_ms < seconds * 1000
 
     def clear_refresh_state(self) -> None:
         """Forget earlier refresh failures (after a refresh or a new authorisation)."""

@@ -22,8 +22,9 @@ from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from . import crypto, services, zoho
 from .conf import app_settings
 from .endpoints import token_endpoint
-from .matching import TOKEN_STORE, fill_token, match_row, token_from_row, user_name_of
-from .models import ZohoToken, ZohoTokenQuerySet
+from .matching import TOKEN_STORE, RowFinder, fill_token, match_row, token_from_row, user_name_of
+from .models import TokenState, ZohoToken, ZohoTokenQuerySet
+from .reads import ValueFinder
 from .writes import run_write
 
 logger = logging.getLogger("zoho_tokens.store")
@@ -57,24 +58,20 @@ class DjangoTokenStore(TokenStore):
         if not isinstance(token, OAuthToken):
             return token
         with self._failures("find_token"):
-            row = match_row(self._rows().active(), token)
-            if row is not None:
-                row = self._usable(row, new_consent=bool(token.get_grant_token()))
-            if row is None:
+            found = self._checked(match_row(self._finder(), token), new_consent=bool(token.get_grant_token()))
+            if found is None:
                 return None
-            fill_token(token, row)
+            fill_token(token, found)
         return token
 
     def find_token_by_id(self, id: Any) -> OAuthToken:
         with self._failures("find_token_by_id"):
-            row = self._rows().active().filter(token_id=str(id)).first()
-            if row is not None:
-                row = self._usable(row, new_consent=False)
-            if row is None:
+            found = self._checked(self._finder().one("token_id", str(id)), new_consent=False)
+            if found is None:
                 raise SDKException(
                     TOKEN_STORE, f"Exception in find_token_by_id - DjangoTokenStore : {INVALID_ID}"
                 )
-            return token_from_row(row)
+            return token_from_row(found)
 
     def save_token(self, token: Any) -> None:
         if not isinstance(token, OAuthToken):
@@ -112,7 +109,21 @@ class DjangoTokenStore(TokenStore):
     def _failures(self, operation: str) -> _Failures:
         return _Failures(operation, self.using)
 
-    # --- coordinated refresh -------------------------------------------------------
+    # --- lookups and coordinated refresh --------------------------------------------
+
+    def _finder(self) -> ValueFinder:
+        return ValueFinder(self.using, self._rows().active())
+
+    def _checked(self, found: TokenState | None, *, new_consent: bool) -> TokenState | None:
+        """``found`` as the SDK may use it: refreshed or refused when it needs care.
+
+        Most lookups end at the first test: the plain values are good to hand over.
+        The rest take the model row, which the refresh locks and updates.
+        """
+        if found is None or not needs_care(found):
+            return found
+        row = self._rows().active().filter(pk=found.pk).first()
+        return None if row is None else self._usable(row, new_consent=new_consent)
 
     def _usable(self, row: ZohoToken, *, new_consent: bool) -> ZohoToken | None:
         """The row to hand to the SDK, refreshed first when it is about to expire.
@@ -230,6 +241,13 @@ SAVED_FIELDS = (
 )
 
 
+def needs_care(found: TokenState) -> bool:
+    """Flagged by an earlier refresh, or due for one."""
+    if found.needs_reauthorization_at is not None or getattr(found, "refresh_retry_at", None) is not None:
+        return True
+    return app_settings.REFRESH and found.expires_within(app_settings.REFRESH_MARGIN)
+
+
 def key_rotation_in_progress() -> bool:
     return len(app_settings.ENCRYPTION_KEYS) > 1 or len(app_settings.HMAC_KEYS) > 1
 
@@ -238,10 +256,10 @@ def find_row_to_update(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken 
     """By id when the token has one, else by the SDK's precedence; revoked rows included."""
     token_id = token.get_id()
     if token_id is None:
-        return match_row(rows, token)
+        return match_row(RowFinder(rows), token)
     row = rows.filter(token_id=str(token_id)).first()
     if row is None:
-        other = match_row(rows, token)
+        other = match_row(RowFinder(rows), token)
         if other is not None:
             raise SDKException(
                 TOKEN_STORE,

@@ -1,0 +1,296 @@
+"""The table and the PASS/FAIL verdicts, from the workers' JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .common import OPERATIONS
+
+DBS = ("sqlite", "postgresql", "mysql")
+OURS = "DjangoTokenStore"
+WARM = " [warm decrypt cache]"
+ITER = "iter_tokens (streamed)"
+# Lookup targets: minimum share of the raw indexed SELECT on the same database.
+LOOKUP_SHARE = {"sqlite": 1 / 5, "postgresql": 1 / 2, "mysql": 1 / 2}
+SAVE_SHARE = 1 / 2
+SCALING_LOSS = 0.20
+FILESTORE_FACTOR = 10
+# Bounded: iter_tokens' peak on the largest table at most twice its peak on the smallest, plus
+# 2 MiB of slack (a chunk of 500 decrypted tokens is ~1.6 MiB; a tiny table is under one chunk).
+MEMORY_GROWTH = 2.0
+MEMORY_SLACK_MIB = 2.0
+
+
+def fmt_rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 10:
+        return f"{value:.0f}x"
+    return f"{value:.2f}x" if value >= 0.1 else f"1/{1 / value:.0f}"
+
+
+class Results:
+    def __init__(self, runs: Iterable[dict[str, Any]]) -> None:
+        self.runs = [run for run in runs if "results" in run]
+        self.failed = [run for run in runs if "results" not in run]
+        self.rates: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+        self.memory: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for run in self.runs:
+            for r in run["results"]:
+                self.rates[(r["store"], r["db"], r["rows"], r["op"])] = r
+            for m in run.get("memory", []):
+                self.memory[(m["store"], m["db"], m["rows"])] = m
+
+    def median(self, store: str, db: str, rows: int, op: str) -> float | None:
+        r = self.rates.get((store, db, rows, op))
+        return r["median"] if r else None
+
+    def raw(self, db: str, rows: int, op: str) -> float | None:
+        return self.median(f"raw {db}", db, rows, op.replace(WARM, ""))
+
+    def sizes(self, store: str = OURS) -> list[int]:
+        return sorted({rows for (s, _, rows, _) in self.rates if s == store})
+
+    def dbs(self) -> list[str]:
+        present = {db for (s, db, _, _) in self.rates if s == OURS}
+        return [db for db in DBS if db in present]
+
+    def peak(self, store: str, db: str, rows: int, what: str) -> float | None:
+        m = self.memory.get((store, db, rows), {}).get(what)
+        return m["peak_mib"] if m else None
+
+
+def table(res: Results) -> list[str]:
+    lines = [
+        f"| {'rows':>7} | {'operation':<44} | {'store':<16} | {'db':<10} | {'median/s':>9} | "
+        f"{'min/s':>9} | {'max/s':>9} | {'vs raw':>7} | {'peak MiB':>8} |",
+        f"|{'-' * 9}|{'-' * 46}|{'-' * 18}|{'-' * 12}|{'-' * 11}|{'-' * 11}|{'-' * 11}|{'-' * 9}|{'-' * 10}|",
+    ]
+    all_sizes = sorted({rows for (_, _, rows, _) in res.rates})
+    stores = [(f"raw {db}", db) for db in DBS] + [(OURS, db) for db in DBS]
+    stores += [("SDK DBStore", "mysql"), ("SDK FileStore", "file")]
+    order = {key: i for i, key in enumerate(stores)}
+
+    def row_line(
+        rows: int, op: str, store: str, db: str, r: dict[str, Any] | None, peak: float | None
+    ) -> str:
+        median = r["median"] if r else None
+        base = res.raw(db, rows, op) if db != "file" else None
+        ratio = (median / base) if (median and base and not store.startswith("raw")) else None
+        vs = "floor" if store.startswith("raw") else fmt_ratio(ratio)
+        return (
+            f"| {rows:>7,} | {op:<44} | {store:<16} | {db:<10} | {fmt_rate(median):>9} | "
+            f"{fmt_rate(r['min'] if r else None):>9} | {fmt_rate(r['max'] if r else None):>9} | "
+            f"{vs:>7} | {'-' if peak is None else f'{peak:.1f}':>8} |"
+        )
+
+    for rows in all_sizes:
+        ops: list[str] = []
+        for op in OPERATIONS:
+            ops.append(op)
+            if op.startswith(("find_token(user name)", "find_token_by_id")):
+                ops.append(op + WARM)
+        for op in ops:
+            keys = sorted(
+                ((s, db) for (s, db, n, o) in res.rates if n == rows and o == op),
+                key=lambda k: order.get(k, 99),
+            )
+            for store, db in keys:
+                peak = res.peak(store, db, rows, "get_tokens") if op == "get_tokens" else None
+                lines.append(row_line(rows, op, store, db, res.rates[(store, db, rows, op)], peak))
+            if op == "get_tokens":
+                for db in DBS:
+                    peak = res.peak(OURS, db, rows, "iter_tokens")
+                    if peak is not None:
+                        walked = res.memory[(OURS, db, rows)]["iter_tokens"].get("tokens", rows)
+                        label = ITER if walked >= rows else f"{ITER}, first {walked:,}"
+                        lines.append(row_line(rows, label, OURS, db, None, peak))
+    return lines
+
+
+class Verdicts:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.failed: list[str] = []
+
+    def add(self, name: str, checks: list[tuple[bool | None, str]]) -> None:
+        known = [ok for ok, _ in checks if ok is not None]
+        if not known:
+            verdict = "N/A "
+        elif all(known):
+            verdict = "PASS"
+        else:
+            verdict = "FAIL"
+            self.failed.append(name)
+        self.lines.append(f"{verdict}  {name}")
+        for ok, detail in checks:
+            mark = "ok  " if ok else ("n/a " if ok is None else "MISS")
+            self.lines.append(f"        {mark} {detail}")
+
+
+def targets(res: Results) -> Verdicts:
+    v = Verdicts()
+    sizes = res.sizes()
+    for op in ("find_token_by_id", "find_token(user name)"):
+        checks = []
+        for db in res.dbs():
+            for rows in sizes:
+                ours, raw = res.median(OURS, db, rows, op), res.raw(db, rows, op)
+                need = LOOKUP_SHARE[db]
+                if ours is None or raw is None:
+                    checks.append((None, f"{db} {rows:,}: not measured"))
+                    continue
+                warm = res.median(OURS, db, rows, op + WARM)
+                warm_note = f"; warm decrypt cache {fmt_ratio(warm / raw)}" if warm else ""
+                checks.append(
+                    (
+                        ours / raw >= need,
+                        f"{db} {rows:,}: {fmt_rate(ours)}/s = {fmt_ratio(ours / raw)} of raw "
+                        f"{fmt_rate(raw)}/s, needs >= {fmt_ratio(need)}{warm_note}",
+                    )
+                )
+        v.add(f"{op} (decryption included) >= 1/5 raw on SQLite, >= 1/2 on PostgreSQL/MariaDB", checks)
+
+    checks = []
+    for db in res.dbs():
+        for rows in sizes:
+            ours, raw = (
+                res.median(OURS, db, rows, "save_token(update)"),
+                res.raw(db, rows, "save_token(update)"),
+            )
+            if ours is None or raw is None:
+                continue
+            checks.append(
+                (
+                    ours / raw >= SAVE_SHARE,
+                    f"{db} {rows:,}: {fmt_rate(ours)}/s = {fmt_ratio(ours / raw)} of raw durable "
+                    f"UPDATE+COMMIT {fmt_rate(raw)}/s",
+                )
+            )
+    v.add("save_token(update) >= 1/2 of raw durable UPDATE+COMMIT", checks)
+
+    checks = []
+    if len(sizes) >= 2:
+        small, large = sizes[0], sizes[-1]
+        for db in res.dbs():
+            for op in OPERATIONS:
+                if op == "get_tokens":
+                    continue
+                a, b = res.median(OURS, db, small, op), res.median(OURS, db, large, op)
+                if a is None or b is None:
+                    continue
+                ra, rb = res.raw(db, small, op), res.raw(db, large, op)
+                raw_note = f" (raw: {rb / ra - 1:+.0%})" if ra and rb else ""
+                checks.append(
+                    (
+                        b >= (1 - SCALING_LOSS) * a,
+                        f"{db} {op}: {fmt_rate(a)}/s at {small:,} -> {fmt_rate(b)}/s at {large:,} "
+                        f"({b / a - 1:+.0%}){raw_note}",
+                    )
+                )
+    v.add(f"at the largest table no operation but get_tokens slower by more than {SCALING_LOSS:.0%}", checks)
+
+    checks = []
+    if len(sizes) >= 2:
+        small, large = sizes[0], sizes[-1]
+        for db in res.dbs():
+            a, b = res.peak(OURS, db, small, "iter_tokens"), res.peak(OURS, db, large, "iter_tokens")
+            if a is None or b is None:
+                continue
+            checks.append(
+                (
+                    b <= MEMORY_GROWTH * a + MEMORY_SLACK_MIB,
+                    f"{db}: iter_tokens peak {a:.1f} MiB at {small:,} rows -> {b:.1f} MiB at {large:,} "
+                    f"(bounded: <= {MEMORY_GROWTH:g}x + {MEMORY_SLACK_MIB:g} MiB)",
+                )
+            )
+    v.add("get_tokens memory bounded: iter_tokens() streams (peak independent of table size)", checks)
+
+    checks = []
+    file_rows = min(res.sizes("SDK FileStore"), default=None)
+    for db in res.dbs():
+        rows = sizes[0] if sizes else None
+        for op in OPERATIONS:
+            if op == "get_tokens" or rows is None or file_rows is None:
+                continue
+            ours, theirs = res.median(OURS, db, rows, op), res.median("SDK FileStore", "file", file_rows, op)
+            if ours is None or theirs is None:
+                continue
+            checks.append(
+                (
+                    ours >= FILESTORE_FACTOR * theirs,
+                    f"{db} {op}: {fmt_rate(ours)}/s vs FileStore {fmt_rate(theirs)}/s "
+                    f"= {ours / theirs:.1f}x (rows {rows:,} vs {file_rows:,})",
+                )
+            )
+    v.add(f"every operation but get_tokens >= {FILESTORE_FACTOR}x the SDK's FileStore at 1,000 rows", checks)
+
+    checks = []
+    for rows in res.sizes("SDK DBStore"):
+        for op in OPERATIONS:
+            ours, theirs = res.median(OURS, "mysql", rows, op), res.median("SDK DBStore", "mysql", rows, op)
+            if ours is None or theirs is None:
+                continue
+            checks.append(
+                (
+                    ours > theirs,
+                    f"mysql {rows:,} {op}: {fmt_rate(ours)}/s vs DBStore {fmt_rate(theirs)}/s "
+                    f"= {ours / theirs:.2f}x",
+                )
+            )
+    v.add("every operation ahead of the SDK's DBStore on MariaDB", checks)
+    return v
+
+
+def header(runs: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    lines = [f"{key}: {value}" for key, value in meta.items()]
+    for run in runs:
+        name = "FileStore" if run.get("db") == "file" else run.get("db")
+        if "error" in run:
+            lines.append(f"{name} {run.get('rows'):,}: FAILED: {run['error']}")
+            continue
+        extra = ""
+        if run.get("db_settings"):
+            extra = ", ".join(f"{k}={v}" for k, v in run["db_settings"].items())
+        load = run.get("loadavg_start", [0])[0], run.get("loadavg_end", [0])[0]
+        lines.append(
+            f"{name} {run['rows']:,} rows: {run.get('seconds', 0):.0f}s, "
+            f"load avg {load[0]:.1f}->{load[1]:.1f}"
+            + (f"; {run['driver']}" if run.get("driver") else "")
+            + (f"; {extra}" if extra else "")
+        )
+    return lines
+
+
+NOTES = [
+    "Notes:",
+    "- ops/s of one thread; 'vs raw' = the store's median / the raw driver query's median on the same",
+    "  database, table size and operation, measured interleaved in the same process.",
+    "- DjangoTokenStore figures decrypt on every read (the store's decrypt cache is switched off);",
+    "  '[warm decrypt cache]' rows: the cache as shipped, 200 hot tokens.",
+    "- save_token(update) = what the SDK saves after a refresh (full token, new access token, later",
+    "  expiry); raw floor = UPDATE access_token, digest, expiry, updated_at by token_id + COMMIT.",
+    "- SDK DBStore: mysql-connector, a new connection per call, table as in the SDK's README",
+    "  (primary key only, so user/refresh/access lookups scan the table). SDK FileStore: CSV, no",
+    "  fsync; measured at 1,000 and 10,000 rows only (it reads the whole file on every call).",
+    "- peak MiB: tracemalloc peak of get_tokens() (the list; traced up to 10,000 rows unless",
+    "  --full-memory) and of walking iter_tokens() (decrypt cache on, as shipped).",
+]
+
+
+def render(runs: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[str, Verdicts]:
+    res = Results(runs)
+    verdicts = targets(res)
+    out = ["", *header(runs, meta), "", *table(res), "", *NOTES, "", "Targets:", *verdicts.lines]
+    return "\n".join(out), verdicts
