@@ -367,3 +367,28 @@ def test_saving_an_unchanged_token_writes_nothing(store, token_factory):
     store.save_token(token)
 
     assert raw_row(row.pk) == before
+
+
+def test_an_older_expiry_with_an_id_never_replaces_a_newer_one(store, token_factory):
+    newer = int(time.time() * 1000) + 7_200_000
+    row = token_factory(access_token="1000.newer.a", expiry_time=newer)
+    stale = store.find_token_by_id(row.token_id)
+    stale.set_access_token("1000.older.a")
+    stale.set_expires_in(str(newer - 1))
+
+    store.save_token(stale)
+
+    reread = ZohoToken.objects.get(pk=row.pk)
+    assert (reread.access_token, reread.expiry_time) == ("1000.newer.a", newer)
+
+
+def test_a_refreshed_token_of_a_revoked_row_is_refused(store, token_factory):
+    row = token_factory()
+    token = store.find_token_by_id(row.token_id)
+    services.revoke(ZohoToken.objects.all(), at_zoho=False)
+    token.set_access_token("1000.after-revocation.a")
+    token.set_expires_in(str(int(time.time() * 1000) + 7_200_000))
+
+    with pytest.raises(SDKException, match="was revoked"):
+        store.save_token(token)
+    assert ZohoToken.objects.get().access_token == row.access_token

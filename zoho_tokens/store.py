@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, OperationalError, connections, router
+from django.db import DatabaseError, IntegrityError, OperationalError, connections, router
 from django.utils import timezone
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 
 from . import crypto, services, zoho
+from .access_updates import update_access_token
 from .conf import app_settings
 from .endpoints import token_endpoint
 from .matching import TOKEN_STORE, RowFinder, fill_token, match_row, token_from_row, user_name_of
@@ -77,6 +78,8 @@ class DjangoTokenStore(TokenStore):
         if not isinstance(token, OAuthToken):
             return
         with self._failures("save_token"):
+            if self._save_refreshed_access_token(token):
+                return
             row = run_write(self.using, lambda: save_row(self._rows(), token))
             # Only after the commit: a token must never carry the id of a row that was rolled back.
             fill_token(token, row)
@@ -108,6 +111,34 @@ class DjangoTokenStore(TokenStore):
 
     def _failures(self, operation: str) -> _Failures:
         return _Failures(operation, self.using)
+
+    def _save_refreshed_access_token(self, token: OAuthToken) -> bool:
+        """The SDK's save after a refresh, in one UPDATE, when that is all that changed.
+
+        Returns False when the full save must decide: a new row, other changed
+        fields, a flagged or revoked row, a key rotation, or a race lost to a newer
+        token (the full save then leaves the newer one in place).
+        """
+        token_id, access_token = token.get_id(), token.get_access_token()
+        expiry = parse_expiry(token.get_expires_in())
+        if token_id is None or access_token is None or expiry is None or key_rotation_in_progress():
+            return False
+        current = self._finder().one("token_id", str(token_id))
+        if (
+            current is None
+            or current.needs_reauthorization_at is not None
+            or current.refresh_retry_at is not None
+        ):
+            return False
+        if not only_access_token_differs(token, current) or access_token == current.access_token:
+            return False
+        try:
+            updated = update_access_token(self.using, str(token_id), access_token, expiry)
+        except (IntegrityError, OperationalError):
+            return False  # the full save retries, or reports
+        if updated:
+            fill_token(token, current)
+        return updated
 
     # --- lookups and coordinated refresh --------------------------------------------
 
@@ -222,6 +253,16 @@ def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken:
     return row
 
 
+# Copied from the token onto the row as they are (the others need rules).
+COPIED_ATTRIBUTES = (
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "grant_token",
+    "redirect_url",
+    "api_domain",
+)
+
 # The fields a save may change; digests follow their sources (ZohoToken.save).
 SAVED_FIELDS = (
     "user_name",
@@ -241,11 +282,29 @@ SAVED_FIELDS = (
 )
 
 
-def needs_care(found: TokenState) -> bool:
-    """Flagged by an earlier refresh, or due for one."""
+def only_access_token_differs(token: OAuthToken, stored: Any) -> bool:
+    """Whether every value the token sets, but its access token and expiry, is already stored."""
+    for attribute in (
+        "client_id",
+        "client_secret",
+        "refresh_token",
+        "grant_token",
+        "redirect_url",
+        "api_domain",
+    ):
+        value = getattr(token, f"get_{attribute}")()
+        if value is not None and value != getattr(stored, attribute):
+            return False
+    name = user_name_of(token)
+    stored_name = stored.user_name or ""
+    return name is None or name == stored_name or stored_name.startswith(f"{name}:")
+
+
+def needs_care(found: TokenState, *, refresh: bool = True) -> bool:
+    """Flagged by an earlier refresh, or (with ``refresh``) due for one."""
     if found.needs_reauthorization_at is not None or getattr(found, "refresh_retry_at", None) is not None:
         return True
-    return app_settings.REFRESH and found.expires_within(app_settings.REFRESH_MARGIN)
+    return refresh and app_settings.REFRESH and found.expires_within(app_settings.REFRESH_MARGIN)
 
 
 def key_rotation_in_progress() -> bool:
@@ -290,14 +349,7 @@ def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
     # Keep "email:zgid" when the token only says "email".
     if name is not None and row.user_name != name and not (row.user_name or "").startswith(f"{name}:"):
         row.user_name = name
-    for attribute in (
-        "client_id",
-        "client_secret",
-        "refresh_token",
-        "grant_token",
-        "redirect_url",
-        "api_domain",
-    ):
+    for attribute in COPIED_ATTRIBUTES:
         value = getattr(token, f"get_{attribute}")()
         if value is not None:
             setattr(row, attribute, value)
