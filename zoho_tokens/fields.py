@@ -63,8 +63,12 @@ class EncryptedTextField(models.TextField):
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
         if value is None:
             return None
+        return self.decrypt(current_cipher(), value)
+
+    def decrypt(self, cipher: crypto.Cipher, value: str) -> str:
+        """``value`` decrypted with ``cipher``; an error that names this field and the setting."""
         try:
-            return current_cipher().decrypt(value)
+            return cipher.decrypt(value)
         except crypto.DecryptionError:
             raise crypto.DecryptionError(
                 f"Cannot decrypt {self.model._meta.label}.{self.name}: no key in "

@@ -109,6 +109,17 @@ def fill_token(token: OAuthToken, row: Any) -> None:
 def token_from_row(row: Any) -> OAuthToken:
     # The real constructor sets every private attribute the SDK reads later
     # (object.__new__ would leave out __find_user and break its save path).
-    token = OAuthToken(id=row.token_id)
-    fill_token(token, row)
+    token = OAuthToken(
+        client_id=row.client_id,
+        client_secret=row.client_secret,
+        grant_token=row.grant_token,
+        refresh_token=row.refresh_token,
+        redirect_url=row.redirect_url,
+        id=row.token_id,
+        access_token=row.access_token,
+        user_signature=UserSignature(row.user_name) if row.user_name else None,
+        api_domain=row.api_domain,
+    )
+    if row.expiry_time is not None:
+        token.set_expires_in(str(row.expiry_time))
     return token

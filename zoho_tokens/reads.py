@@ -17,8 +17,8 @@ from typing import Any
 
 from django.db import connections
 
-from .fields import DigestField, EncryptedTextField
-from .models import TokenState, ZohoToken, ZohoTokenQuerySet
+from .fields import DigestField, EncryptedTextField, current_cipher
+from .models import TokenState, ZohoToken
 
 COLUMNS = (
     "pk",
@@ -82,15 +82,16 @@ class _CompiledLookup:
         # Where each of our values goes among the query's parameters.
         self.slots = [list(params).index(placeholder) for placeholder in placeholders]
         self.params = list(params)
-        converters: list[Any] = []
-        for name in COLUMNS:
-            field = ZohoToken._meta.pk if name == "pk" else ZohoToken._meta.get_field(name)
-            converters.append(field.from_db_value if isinstance(field, EncryptedTextField) else None)
-        self.converters = converters
+        fields = [ZohoToken._meta.pk if name == "pk" else ZohoToken._meta.get_field(name) for name in COLUMNS]
+        self.encrypted = [
+            (position, field)
+            for position, field in enumerate(fields)
+            if isinstance(field, EncryptedTextField)
+        ]
 
-    def execute(self, alias: str, values: list[str]) -> StoredValues | None:
+    def execute(self, alias: str, lookup_values: list[str]) -> StoredValues | None:
         params = self.params.copy()
-        for slot, value in zip(self.slots, values, strict=True):
+        for slot, value in zip(self.slots, lookup_values, strict=True):
             params[slot] = value
         connection = connections[alias]
         with connection.cursor() as cursor:
@@ -98,12 +99,12 @@ class _CompiledLookup:
             raw = cursor.fetchone()
         if raw is None:
             return None
-        return StoredValues(
-            *(
-                value if convert is None or value is None else convert(value, None, connection)
-                for value, convert in zip(raw, self.converters, strict=True)
-            )
-        )
+        row: list[Any] = list(raw)
+        cipher = current_cipher()
+        for position, field in self.encrypted:
+            if row[position] is not None:
+                row[position] = field.decrypt(cipher, row[position])
+        return StoredValues(*row)
 
 
 _compiled: dict[tuple[str, str, int], _CompiledLookup] = {}
@@ -122,9 +123,8 @@ def _lookup(alias: str, column: str, arity: int) -> _CompiledLookup:
 class ValueFinder:
     """Finds active tokens' :class:`StoredValues` with one compiled query each."""
 
-    def __init__(self, alias: str, rows: ZohoTokenQuerySet) -> None:
+    def __init__(self, alias: str) -> None:
         self.alias = alias
-        self.rows = rows  # for the rare lookups that need the ORM
 
     def one(self, field: str, value: str) -> StoredValues | None:
         column = LOOKUP_COLUMNS[field]
@@ -133,4 +133,5 @@ class ValueFinder:
         return _lookup(self.alias, column, len(candidates)).execute(self.alias, candidates)
 
     def for_email(self, email: str) -> list[ZohoToken]:
-        return self.rows.for_email(email)
+        # Rare (an email-only user signature): the ORM's query is good enough.
+        return ZohoToken.objects.using(self.alias).active().for_email(email)

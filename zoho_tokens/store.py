@@ -143,7 +143,7 @@ class DjangoTokenStore(TokenStore):
     # --- lookups and coordinated refresh --------------------------------------------
 
     def _finder(self) -> ValueFinder:
-        return ValueFinder(self.using, self._rows().active())
+        return ValueFinder(self.using)
 
     def _checked(self, found: TokenState | None, *, new_consent: bool) -> TokenState | None:
         """``found`` as the SDK may use it: refreshed or refused when it needs care.
