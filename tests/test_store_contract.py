@@ -392,3 +392,13 @@ def test_a_refreshed_token_of_a_revoked_row_is_refused(store, token_factory):
     with pytest.raises(SDKException, match="was revoked"):
         store.save_token(token)
     assert ZohoToken.objects.get().access_token == row.access_token
+
+
+def test_iter_tokens_pages_through_every_active_token(store, token_factory):
+    rows = [token_factory() for _ in range(7)]
+    services.revoke(ZohoToken.objects.filter(pk=rows[3].pk), at_zoho=False)
+
+    tokens = list(store.iter_tokens(chunk_size=2))
+
+    assert [t.get_id() for t in tokens] == [r.token_id for n, r in enumerate(rows) if n != 3]
+    assert [t.get_client_secret() for t in tokens] == [r.client_secret for n, r in enumerate(rows) if n != 3]

@@ -25,7 +25,7 @@ from .conf import app_settings
 from .endpoints import token_endpoint
 from .matching import TOKEN_STORE, RowFinder, fill_token, match_row, token_from_row, user_name_of
 from .models import TokenState, ZohoToken, ZohoTokenQuerySet
-from .reads import ValueFinder
+from .reads import COLUMNS, StoredValues, ValueFinder
 from .writes import run_write
 
 logger = logging.getLogger("zoho_tokens.store")
@@ -104,10 +104,18 @@ class DjangoTokenStore(TokenStore):
     # --- beyond the SDK interface ---------------------------------------------
 
     def iter_tokens(self, chunk_size: int = 500) -> Iterator[OAuthToken]:
-        """Every active token, streamed in chunks so memory stays flat."""
+        """Every active token, read in pages of ``chunk_size`` so memory stays flat.
+
+        Pages by primary key rather than with a server-side cursor, which not every
+        driver has (mysqlclient would load the whole table at once).
+        """
         with self._failures("get_tokens"):
-            for row in self._rows().active().iterator(chunk_size=chunk_size):
-                yield token_from_row(row)
+            pages = self._rows().active().order_by("pk").values_list(*COLUMNS)
+            last_pk = 0
+            while page := list(pages.filter(pk__gt=last_pk)[:chunk_size]):
+                for values in page:
+                    yield token_from_row(StoredValues(*values))
+                last_pk = page[-1][0]
 
     def _failures(self, operation: str) -> _Failures:
         return _Failures(operation, self.using)
