@@ -98,6 +98,9 @@ def django_databases(db: str, sqlite_path: str) -> dict[str, Any]:
             "PASSWORD": common.PG["password"],
             "HOST": common.PG["host"],
             "PORT": str(common.PG["port"]),
+            # The README's recommended setting (psycopg's own default, which Django turns
+            # off): the store's lookups then run as prepared statements, like the raw floor.
+            "OPTIONS": {"prepare_threshold": 5},
         }
         # "prepared" (used by benchmarks.profiling only): Django's opt-in server-side binding
         # with psycopg's automatic prepared statements, which Django turns off by default.

@@ -61,6 +61,8 @@ if DB == "postgresql":
             "PASSWORD": os.environ.get("PGPASSWORD", ""),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
+            # As the README recommends: lookups run as prepared statements.
+            "OPTIONS": {"prepare_threshold": 5},
             "TEST": {"NAME": TEST_DB_NAME},
         }
     }

@@ -19,6 +19,7 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from .models import ZohoToken
+from .reads import run_compiled
 
 _PLACEHOLDER = "\x00zoho_tokens:update:{}\x00"
 SET_COLUMNS = ("access_token", "access_token_digest", "expiry_time", "last_refreshed_at", "updated_at")
@@ -65,9 +66,7 @@ class _CompiledUpdate:
         params = self.params.copy()
         for name, slot in self.slot.items():
             params[slot] = values[name]
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            return cursor.rowcount
+        return run_compiled(connection, self.sql, params, lambda cursor: cursor.rowcount)
 
 
 _compiled: dict[str, _CompiledUpdate] = {}

@@ -11,11 +11,20 @@ connection handling stay Django's.
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+try:
+    import psycopg as _psycopg
+except ImportError:  # pragma: no cover - psycopg 2 or no PostgreSQL at all
+    _psycopg = None  # type: ignore[assignment]
 
 from .fields import DigestField, EncryptedTextField, current_cipher
 from .models import TokenState, ZohoToken
@@ -93,10 +102,7 @@ class _CompiledLookup:
         params = self.params.copy()
         for slot, value in zip(self.slots, lookup_values, strict=True):
             params[slot] = value
-        connection = connections[alias]
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            raw = cursor.fetchone()
+        raw = fetch_one(connections[alias], self.sql, params)
         if raw is None:
             return None
         row: list[Any] = list(raw)
@@ -105,6 +111,48 @@ class _CompiledLookup:
             if row[position] is not None:
                 row[position] = field.decrypt(cipher, row[position])
         return StoredValues(*row)
+
+
+T = TypeVar("T")
+_QMARK = re.compile(r"(?<!%)%s")
+
+
+def fetch_one(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    """Run a compiled SELECT and fetch one row (see :func:`run_compiled`)."""
+    return run_compiled(connection, sql, params, lambda cursor: cursor.fetchone())
+
+
+def run_compiled(
+    connection: BaseDatabaseWrapper, sql: str, params: list[Any], result: Callable[[Any], T]
+) -> T:
+    """Run a statement the ORM compiled, with as little in between as the driver allows.
+
+    Django's cursor wrapper rewrites the SQL for SQLite on every call and binds
+    parameters on the client for psycopg; on these two drivers the statement goes to
+    the driver's own cursor (on PostgreSQL a prepared statement, when the database's
+    ``prepare_threshold`` option allows them). Errors are Django's either way.
+    """
+    connection.ensure_connection()
+    driver_connection = connection.connection
+    with connection.wrap_database_errors:
+        if connection.vendor == "sqlite":
+            return result(driver_connection.execute(_sqlite_sql(sql), params))
+        if (
+            connection.vendor == "postgresql"
+            and _psycopg is not None
+            and isinstance(driver_connection, _psycopg.Connection)
+        ):
+            with _psycopg.Cursor(driver_connection) as cursor:
+                cursor.execute(sql, params, prepare=True)
+                return result(cursor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return result(cursor)
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_sql(sql: str) -> str:
+    return _QMARK.sub("?", sql).replace("%%", "%")
 
 
 _compiled: dict[tuple[str, str, int], _CompiledLookup] = {}
