@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 MIN_HMAC_KEY_LENGTH = 32
 # Ciphertexts are immutable, so a decrypted value can be remembered by its
 # ciphertext. The bound keeps memory flat however many tokens are read.
-DECRYPTED_CACHE_SIZE = 4096
+DECRYPTED_CACHE_SIZE = 16384
 
 
 class InvalidKeyError(ValueError):
