@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 MIN_HMAC_KEY_LENGTH = 32
+T = TypeVar("T")
 # Ciphertexts are immutable, so a decrypted value can be remembered by its
 # ciphertext. The bound keeps memory flat however many tokens are read.
 DECRYPTED_CACHE_SIZE = 16384
@@ -93,22 +95,24 @@ _digesters: dict[tuple[str | bytes, ...], Digester] = {}
 
 def cipher_for(keys: Sequence[str | bytes]) -> Cipher:
     """The cached :class:`Cipher` for this key list (a new list builds a new one)."""
-    key_tuple = tuple(keys)
-    cipher = _ciphers.get(key_tuple)
-    if cipher is None:
-        with _lock:
-            cipher = _ciphers.setdefault(key_tuple, Cipher(key_tuple))
-    return cipher
+    return _cached(_ciphers, Cipher, tuple(keys))
 
 
 def digester_for(keys: Sequence[str | bytes]) -> Digester:
     """The cached :class:`Digester` for this key list."""
-    key_tuple = tuple(keys)
-    digester = _digesters.get(key_tuple)
-    if digester is None:
+    return _cached(_digesters, Digester, tuple(keys))
+
+
+def _cached(
+    cache: dict[tuple[str | bytes, ...], T],
+    build: Callable[[tuple[str | bytes, ...]], T],
+    keys: tuple[str | bytes, ...],
+) -> T:
+    built = cache.get(keys)
+    if built is None:
         with _lock:
-            digester = _digesters.setdefault(key_tuple, Digester(key_tuple))
-    return digester
+            built = cache.setdefault(keys, build(keys))
+    return built
 
 
 def generate_encryption_key() -> str:

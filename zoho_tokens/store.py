@@ -292,14 +292,7 @@ SAVED_FIELDS = (
 
 def only_access_token_differs(token: OAuthToken, stored: Any) -> bool:
     """Whether every value the token sets, but its access token and expiry, is already stored."""
-    for attribute in (
-        "client_id",
-        "client_secret",
-        "refresh_token",
-        "grant_token",
-        "redirect_url",
-        "api_domain",
-    ):
+    for attribute in COPIED_ATTRIBUTES:
         value = getattr(token, f"get_{attribute}")()
         if value is not None and value != getattr(stored, attribute):
             return False
