@@ -48,7 +48,7 @@ test: $(VENV)/.installed $(foreach db,$(filter-out sqlite,$(DATABASES)),$(VENV)/
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report --fail-under=$(COVERAGE_MIN)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed $(VENV)/.postgresql
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy zoho_tokens
