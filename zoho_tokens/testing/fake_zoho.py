@@ -395,6 +395,9 @@ class _Server(ThreadingHTTPServer):
     """The HTTP server; knows its :class:`FakeZoho` and does not log dropped clients."""
 
     daemon_threads = True
+    # The default backlog of 5 resets connections when many workers call at once
+    # on a loaded machine; the real Zoho never refuses a connection for that.
+    request_queue_size = 128
     fake: FakeZoho
 
     def handle_error(self, request: Any, client_address: Any) -> None:
