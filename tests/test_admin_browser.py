@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connections
 
 from zoho_tokens.models import ZohoToken
 
@@ -37,6 +38,9 @@ def browser_page(live_server):
         page = browser.new_page()
         yield page
         browser.close()
+        # The ORM calls made while Playwright runs get their own connection (its
+        # greenlet is another context); left open, PostgreSQL could not drop the test database.
+        connections.close_all()
     del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
