@@ -23,6 +23,29 @@ def token_factory(db: None) -> type[ZohoTokenFactory]:
 
 
 @pytest.fixture
+def tokens_zoho_knows(
+    db: None, fake_zoho: FakeZoho, settings: Any, token_factory: Any
+) -> Callable[..., list[Any]]:
+    """``tokens_zoho_knows("ann", "ben")``: one row per name, ``name@example.com:<n>``,
+    whose refresh token the fake Zoho issued and which reaches it through
+    ``ZOHO_TOKENS_TOKEN_URL`` (as the admin and the commands do, outside SDK calls)."""
+    settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
+
+    def make(*names: str, **values: Any) -> list[Any]:
+        return [
+            token_factory(
+                user_name=f"{name}@example.com:{n}",
+                refresh_token=fake_zoho.issue_refresh_token(f"{name}@example.com", str(n)),
+                api_domain=fake_zoho.base_url,
+                **values,
+            )
+            for n, name in enumerate(names, start=1)
+        ]
+
+    return make
+
+
+@pytest.fixture
 def store() -> DjangoTokenStore:
     return DjangoTokenStore()
 

@@ -12,17 +12,12 @@ CHANGELIST = reverse("admin:zoho_tokens_zohotoken_changelist")
 
 
 @pytest.fixture
-def rows(db, fake_zoho, settings, token_factory):
-    settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
-    return [
-        token_factory(
-            user_name=f"{name}@example.com:{n}",
-            refresh_token=fake_zoho.issue_refresh_token(f"{name}@example.com", str(n)),
-            grant_token=f"1000.grant-of-{name}.g",
-            api_domain=fake_zoho.base_url,
-        )
-        for n, name in enumerate(["ann", "ben"], start=1)
-    ]
+def rows(tokens_zoho_knows):
+    ann, ben = tokens_zoho_knows("ann", "ben")
+    for row in (ann, ben):
+        row.grant_token = f"1000.grant-of-{row.email}.g"
+        row.save()
+    return [ann, ben]
 
 
 def secrets_of(rows):

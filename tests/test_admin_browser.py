@@ -45,18 +45,8 @@ def browser_page(live_server):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_operator_revokes_a_token_in_the_admin(
-    browser_page, live_server, fake_zoho, settings, token_factory
-):
-    settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
-    ann, ben = (
-        token_factory(
-            user_name=f"{name}@example.com:{n}",
-            refresh_token=fake_zoho.issue_refresh_token(f"{name}@example.com", str(n)),
-            api_domain=fake_zoho.base_url,
-        )
-        for n, name in enumerate(["ann", "ben"], start=1)
-    )
+def test_an_operator_revokes_a_token_in_the_admin(browser_page, live_server, fake_zoho, tokens_zoho_knows):
+    ann, ben = tokens_zoho_knows("ann", "ben")
     operator = User.objects.create_user("operator", password="operator-pw", is_staff=True)
     operator.user_permissions.add(
         *Permission.objects.filter(codename__in=["view_zohotoken", "revoke_zohotoken"])

@@ -19,17 +19,8 @@ def run(*args: str) -> tuple[str, str]:
 
 
 @pytest.fixture
-def zoho_tokens(db, fake_zoho, settings, token_factory):
-    """Three rows whose refresh tokens the fake Zoho knows, reached through ZOHO_TOKENS_TOKEN_URL."""
-    settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
-    return [
-        token_factory(
-            user_name=f"{name}@example.com:{n}",
-            refresh_token=fake_zoho.issue_refresh_token(f"{name}@example.com", str(n)),
-            api_domain=fake_zoho.base_url,
-        )
-        for n, name in enumerate(["ann", "ben", "cat"], start=1)
-    ]
+def zoho_tokens(tokens_zoho_knows):
+    return tokens_zoho_knows("ann", "ben", "cat")
 
 
 def days_ago(days: int):
