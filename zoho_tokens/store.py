@@ -1,6 +1,6 @@
 """``DjangoTokenStore``: the Zoho SDK's ``TokenStore`` over the Django ORM.
 
-The SDK's calling conventions (see the README, "How the SDK uses a store") shape
+The SDK's calling conventions (see the README, "Using it with the SDK") shape
 this module: ``find_token`` fills its argument in place, because ``OAuthToken.revoke``
 ignores the return value; ``save_token`` failures are swallowed by the SDK, so
 this store logs them itself; one store instance is shared by every thread.
