@@ -69,8 +69,7 @@ STATIC_URL = "static/"
 ZOHO_TOKENS_ENCRYPTION_KEYS = env.list("ZOHO_TOKENS_ENCRYPTION_KEYS", default=[])
 ZOHO_TOKENS_HMAC_KEYS = env.list("ZOHO_TOKENS_HMAC_KEYS", default=[])
 
-# Where the Zoho SDK is pointed. Empty: the demo starts the embedded fake Zoho (offline).
-ZOHO_BASE_URL = env("ZOHO_BASE_URL", default="")
+# The OAuth client the demo logs in with (the embedded fake Zoho accepts any).
 ZOHO_CLIENT_ID = env("ZOHO_CLIENT_ID", default="1000.DEMOCLIENT")
 ZOHO_CLIENT_SECRET = env("ZOHO_CLIENT_SECRET", default="demo-client-secret")
 
