@@ -48,6 +48,7 @@ class TokenState:
     access_token: str | None
     expiry_time: int | None
     needs_reauthorization_at: Any
+    refresh_retry_at: Any
 
     @property
     def needs_reauthorization(self) -> bool:

@@ -118,7 +118,7 @@ class DjangoTokenStore(TokenStore):
                 last_pk = page[-1][0]
 
     def _failures(self, operation: str) -> _Failures:
-        return _Failures(operation, self.using)
+        return _Failures(operation, self)
 
     def _save_refreshed_access_token(self, token: OAuthToken) -> bool:
         """The SDK's save after a refresh, in one UPDATE, when that is all that changed.
@@ -132,11 +132,7 @@ class DjangoTokenStore(TokenStore):
         if token_id is None or access_token is None or expiry is None or key_rotation_in_progress():
             return False
         current = self._finder().one("token_id", str(token_id))
-        if (
-            current is None
-            or current.needs_reauthorization_at is not None
-            or current.refresh_retry_at is not None
-        ):
+        if current is None or needs_care(current, refresh=False):
             return False
         if not only_access_token_differs(token, current) or access_token == current.access_token:
             return False
@@ -206,9 +202,9 @@ class DjangoTokenStore(TokenStore):
 class _Failures:
     """Logs every failure (the SDK swallows some) and turns store errors into SDKException."""
 
-    def __init__(self, operation: str, using: str) -> None:
+    def __init__(self, operation: str, store: DjangoTokenStore) -> None:
         self.operation = operation
-        self.using = using
+        self.store = store  # its alias is resolved only if a connection must be dropped
 
     def __enter__(self) -> None:
         return None
@@ -234,7 +230,7 @@ class _Failures:
         # Outside the request cycle nobody else closes a dead connection, and every
         # later call would fail with "server has gone away". Inside a transaction the
         # caller owns the connection.
-        connection = connections[self.using]
+        connection = connections[self.store.using]
         if not connection.in_atomic_block:
             connection.close_if_unusable_or_obsolete()
 
@@ -297,13 +293,18 @@ def only_access_token_differs(token: OAuthToken, stored: Any) -> bool:
         if value is not None and value != getattr(stored, attribute):
             return False
     name = user_name_of(token)
-    stored_name = stored.user_name or ""
-    return name is None or name == stored_name or stored_name.startswith(f"{name}:")
+    return name is None or names_same_user(name, stored.user_name)
+
+
+def names_same_user(name: str, stored_name: str | None) -> bool:
+    """``name`` is the stored name, or its email part (``"email"`` for ``"email:zgid"``)."""
+    stored = stored_name or ""
+    return name == stored or stored.startswith(f"{name}:")
 
 
 def needs_care(found: TokenState, *, refresh: bool = True) -> bool:
     """Flagged by an earlier refresh, or (with ``refresh``) due for one."""
-    if found.needs_reauthorization_at is not None or getattr(found, "refresh_retry_at", None) is not None:
+    if found.needs_reauthorization_at is not None or found.refresh_retry_at is not None:
         return True
     return refresh and app_settings.REFRESH and found.expires_within(app_settings.REFRESH_MARGIN)
 
@@ -348,7 +349,7 @@ def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
         row.clear_refresh_state()
     name = user_name_of(token)
     # Keep "email:zgid" when the token only says "email".
-    if name is not None and row.user_name != name and not (row.user_name or "").startswith(f"{name}:"):
+    if name is not None and not names_same_user(name, row.user_name):
         row.user_name = name
     for attribute in COPIED_ATTRIBUTES:
         value = getattr(token, f"get_{attribute}")()
