@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import common
-from .common import API_DOMAIN, CLIENT_ID, CLIENT_SECRET, REDIRECT_URL
-from .run_store import sdk_id_of, sdk_token_cases
+from .run_store import sdk_id_of, sdk_store_record, sdk_token_cases
 
 
 def log(message: str) -> None:
@@ -34,21 +33,7 @@ def load(path: str, rows: Sequence[common.Row]) -> Any:
     store = FileStore(path)  # writes the header line
     with open(path, "a", newline="") as handle:
         writer = csv.writer(handle, delimiter=",", quotechar='"', quoting=csv.QUOTE_MINIMAL)
-        for r in rows:
-            writer.writerow(
-                [
-                    sdk_id_of(r),
-                    r.user_name,
-                    CLIENT_ID,
-                    CLIENT_SECRET,
-                    r.refresh_token,
-                    r.access_token,
-                    r.grant_token,
-                    str(r.expiry_time),
-                    REDIRECT_URL,
-                    API_DOMAIN,
-                ]
-            )
+        writer.writerows(sdk_store_record(r) for r in rows)
     return store
 
 

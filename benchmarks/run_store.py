@@ -430,6 +430,22 @@ def sdk_id_of(row: Row) -> str:
     return str(row.number + 1)  # the SDK's stores number their rows 1, 2, 3...
 
 
+def sdk_store_record(row: Row) -> tuple[str, ...]:
+    """A row as the SDK's own stores keep it (FileStore's CSV, DBStore's table), in their column order."""
+    return (
+        sdk_id_of(row),
+        row.user_name,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        row.refresh_token,
+        row.access_token,
+        row.grant_token,
+        str(row.expiry_time),
+        REDIRECT_URL,
+        API_DOMAIN,
+    )
+
+
 def load_dbstore(rows: Sequence[Row]) -> float:
     import MySQLdb
 
@@ -442,21 +458,7 @@ def load_dbstore(rows: Sequence[Row]) -> float:
         for offset in range(0, len(rows), 5000):
             cur.executemany(
                 sql,
-                [
-                    (
-                        sdk_id_of(r),
-                        r.user_name,
-                        CLIENT_ID,
-                        CLIENT_SECRET,
-                        r.refresh_token,
-                        r.access_token,
-                        r.grant_token,
-                        str(r.expiry_time),
-                        REDIRECT_URL,
-                        API_DOMAIN,
-                    )
-                    for r in rows[offset : offset + 5000]
-                ],
+                [sdk_store_record(r) for r in rows[offset : offset + 5000]],
             )
         conn.commit()
         cur.execute(f"ANALYZE TABLE {DBSTORE_TABLE}")
