@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from tests.factories import ZohoTokenFactory
 from zoho_tokens.store import DjangoTokenStore
@@ -73,3 +74,16 @@ def grant_token_login(code: str) -> OAuthToken:
     return OAuthToken(
         client_id=CLIENT_ID, client_secret=CLIENT_SECRET, grant_token=code, redirect_url=REDIRECT_URL
     )
+
+
+def signed_token(user_name: str, refresh_token: str, access_token: str, expires_at: int) -> OAuthToken:
+    """What the SDK holds for a user after a login or refresh: credentials, tokens, expiry."""
+    token = OAuthToken(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token=refresh_token,
+        access_token=access_token,
+        user_signature=UserSignature(user_name),
+    )
+    token.set_expires_in(str(expires_at))
+    return token

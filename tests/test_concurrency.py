@@ -12,7 +12,7 @@ from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from tests import workers
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, signed_token
 from zoho_tokens.models import ZohoToken
 
 RACE_USER = "race@example.com:1"
@@ -24,15 +24,7 @@ def now_ms() -> int:
 
 
 def race_token(access_token: str, expires_at: int) -> OAuthToken:
-    token = OAuthToken(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        refresh_token=REFRESH_TOKEN,
-        access_token=access_token,
-        user_signature=UserSignature(RACE_USER),
-    )
-    token.set_expires_in(str(expires_at))
-    return token
+    return signed_token(RACE_USER, REFRESH_TOKEN, access_token, expires_at)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -35,7 +35,7 @@ from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from tests import refresh_workers
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, signed_token
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.testing.fake_zoho import FakeZoho
 from zoho_tokens.testing.pytest_plugin import reset_zoho_sdk
@@ -399,15 +399,7 @@ NEW_ACCESS_TOKEN = "1000.dropped-new-access-token.a"
 
 
 def drop_token(access_token: str, expires_at: int) -> OAuthToken:
-    token = OAuthToken(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        refresh_token=DROP_REFRESH_TOKEN,
-        access_token=access_token,
-        user_signature=UserSignature(DROP_USER),
-    )
-    token.set_expires_in(str(expires_at))
-    return token
+    return signed_token(DROP_USER, DROP_REFRESH_TOKEN, access_token, expires_at)
 
 
 def raw_rows() -> list[tuple[Any, ...]]:
