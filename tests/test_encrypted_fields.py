@@ -1,11 +1,15 @@
 """Secrets are encrypted at rest, findable through digests, and lookups that cannot work are refused."""
 
+import base64
+
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet
 from django.core.exceptions import FieldError, ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import F, Value
 
+from tests.ciphertext import open_ciphertext
 from zoho_tokens.crypto import DecryptionError
 from zoho_tokens.models import ZohoToken
 
@@ -20,7 +24,7 @@ def raw_row(pk: int) -> dict[str, object]:
         return dict(zip(names, cursor.fetchone(), strict=True))
 
 
-def test_no_secret_is_stored_in_clear(token_factory):
+def test_no_secret_is_stored_in_clear(token_factory, settings):
     row = token_factory(grant_token="1000.grant.g")
     stored = raw_row(row.pk)
 
@@ -28,8 +32,9 @@ def test_no_secret_is_stored_in_clear(token_factory):
     for value in stored.values():
         for secret in secrets:
             assert secret not in str(value)
-    for name in SECRET_COLUMNS:
-        assert str(stored[name]).startswith("gAAAAA")  # a Fernet token
+    key = settings.ZOHO_TOKENS_ENCRYPTION_KEYS[0]
+    for name, secret in zip(SECRET_COLUMNS, secrets, strict=True):
+        assert open_ciphertext(key, str(stored[name])) == secret
     assert len(str(stored["refresh_token_digest"])) == 64
 
 
@@ -128,7 +133,8 @@ def test_values_and_values_list_decrypt(token_factory):
 
 
 def test_a_wrong_key_is_a_clear_error_never_ciphertext(token_factory, settings):
-    token_factory()
+    row = token_factory()
+    stored = raw_row(row.pk)
     settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
 
     with pytest.raises(DecryptionError) as caught:
@@ -137,7 +143,10 @@ def test_a_wrong_key_is_a_clear_error_never_ciphertext(token_factory, settings):
     message = str(caught.value)
     assert "ZOHO_TOKENS_ENCRYPTION_KEYS" in message
     assert "zoho_tokens.ZohoToken" in message
-    assert "gAAAAA" not in message
+    for name in SECRET_COLUMNS:
+        if stored[name] is not None:
+            assert str(stored[name]) not in message
+            assert getattr(row, name) not in message
 
 
 def test_keys_rotate_new_first_old_still_reads(token_factory, settings):
@@ -151,7 +160,9 @@ def test_keys_rotate_new_first_old_still_reads(token_factory, settings):
     reread.save()
 
     ciphertext = str(raw_row(row.pk)["refresh_token"])
-    assert Fernet(new_key.encode()).decrypt(ciphertext.encode()) == b"1000.rotate.r"
+    assert open_ciphertext(new_key, ciphertext) == "1000.rotate.r"
+    with pytest.raises(InvalidTag):
+        open_ciphertext(old_key, ciphertext)
 
 
 def test_hmac_keys_rotate_old_digests_still_found(token_factory, settings):
@@ -211,11 +222,47 @@ def test_missing_or_malformed_keys_fail_loudly_and_store_nothing(db, settings, s
     assert ZohoToken.objects.count() == 0
 
 
-def test_tampered_ciphertext_is_a_clear_error(token_factory):
+def flip_one_byte(ciphertext: str, position: int) -> str:
+    raw = bytearray(base64.b64decode(ciphertext))
+    raw[position] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode()
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda stored: "gAAAAAtampered", id="fernet-looking junk"),
+        pytest.param(lambda stored: "not base64 at all!", id="not base64"),
+        pytest.param(lambda stored: flip_one_byte(stored, 2), id="key id"),
+        pytest.param(lambda stored: flip_one_byte(stored, 10), id="nonce"),
+        pytest.param(lambda stored: flip_one_byte(stored, 30), id="ciphertext"),
+        pytest.param(lambda stored: flip_one_byte(stored, -1), id="tag"),
+        pytest.param(lambda stored: stored[:24], id="truncated"),
+    ],
+)
+def test_tampered_ciphertext_is_a_clear_error(token_factory, tamper):
     row = token_factory()
     table = connection.ops.quote_name(ZohoToken._meta.db_table)
+    tampered = tamper(str(raw_row(row.pk)["client_secret"]))
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET client_secret = %s WHERE id = %s", ["gAAAAAtampered", row.pk])
+        cursor.execute(f"UPDATE {table} SET client_secret = %s WHERE id = %s", [tampered, row.pk])
 
     with pytest.raises(DecryptionError, match=r"zoho_tokens\.ZohoToken\.client_secret"):
         ZohoToken.objects.get(pk=row.pk)
+
+
+def test_values_written_as_fernet_tokens_still_read(token_factory, settings):
+    """The first development versions stored Fernet tokens; they read with the same keys."""
+    row = token_factory(refresh_token="1000.legacy.r")
+    fernet = Fernet(settings.ZOHO_TOKENS_ENCRYPTION_KEYS[0].encode())
+    table = connection.ops.quote_name(ZohoToken._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET refresh_token = %s WHERE id = %s",
+            [fernet.encrypt(b"1000.legacy.r").decode(), row.pk],
+        )
+
+    assert ZohoToken.objects.get(refresh_token="1000.legacy.r").refresh_token == "1000.legacy.r"
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(DecryptionError, match=r"zoho_tokens\.ZohoToken\.refresh_token"):
+        ZohoToken.objects.values_list("refresh_token", flat=True).get(pk=row.pk)

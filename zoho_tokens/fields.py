@@ -1,6 +1,6 @@
 """Model fields that keep secrets encrypted at rest and still findable.
 
-``EncryptedTextField`` stores Fernet ciphertext. Ciphertext is randomised, so the
+``EncryptedTextField`` stores AES-256-GCM ciphertext (see ``crypto``). Ciphertext is randomised, so the
 database cannot compare it; an encrypted field that names a ``digest_field``
 answers ``exact`` and ``in`` lookups through that sibling ``DigestField`` (a keyed
 HMAC of the plaintext), and refuses every other lookup with ``FieldError`` rather
@@ -48,7 +48,7 @@ def current_digester() -> crypto.Digester:
 class EncryptedTextField(models.TextField):
     """Text encrypted with the first key of ``ZOHO_TOKENS_ENCRYPTION_KEYS``."""
 
-    description = "Text encrypted with Fernet"
+    description = "Text encrypted with AES-256-GCM"
 
     def __init__(self, *args: Any, digest_field: str | None = None, **kwargs: Any) -> None:
         self.digest_field = digest_field
