@@ -13,6 +13,7 @@ so they never reach a migration.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -115,6 +116,11 @@ class DigestField(models.CharField):
         kwargs.setdefault("editable", False)
         super().__init__(*args, **kwargs)
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The fields the digest is computed from."""
+        return (self.source,)
+
     def deconstruct(self) -> Any:
         name, path, args, kwargs = super().deconstruct()
         kwargs["source"] = self.source
@@ -138,10 +144,47 @@ class DigestField(models.CharField):
             return current_digester().candidates(value)
         return [hashlib.sha256(value.encode("utf-8")).hexdigest()]
 
+    def digest_from(self, values: Sequence[Any]) -> str | None:
+        """The digest of the source values, in the order of :attr:`sources`."""
+        return self.digest_of(values[0])
+
     def pre_save(self, model_instance: models.Model, add: bool) -> str | None:
-        digest = self.digest_of(getattr(model_instance, self.source))
+        digest = self.digest_from([getattr(model_instance, name) for name in self.sources])
         setattr(model_instance, self.attname, digest)
         return digest
+
+    def is_stale(self, model_instance: models.Model) -> bool:
+        """Whether the stored digest no longer matches the instance's values (or the first key)."""
+        current = self.digest_from([getattr(model_instance, name) for name in self.sources])
+        return bool(getattr(model_instance, self.attname) != current)
+
+
+class CombinedDigestField(DigestField):
+    """A keyed digest of several fields at once, ``None`` included, never ``NULL`` itself
+    while it is current.
+
+    One equality on it tells whether all those fields still hold given values, without
+    reading (or decrypting) them. ``QuerySet.update()`` with only some of the sources
+    cannot compute it and sets it to ``NULL``, which matches nothing, until the next save.
+    """
+
+    def __init__(self, *args: Any, sources: Sequence[str], **kwargs: Any) -> None:
+        self._sources = tuple(sources)
+        super().__init__(*args, source=self._sources[0], **kwargs)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self._sources
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        del kwargs["source"]
+        kwargs["sources"] = list(self._sources)
+        return name, path, args, kwargs
+
+    def digest_from(self, values: Sequence[Any]) -> str | None:
+        # JSON keeps None apart from "None" and every value apart from its neighbours.
+        return current_digester().digest(json.dumps(list(values), separators=(",", ":")))
 
 
 class _DigestLookup(Lookup):
@@ -200,15 +243,18 @@ class DigestSyncQuerySet(models.QuerySet[Any]):
 
     def update(self, **kwargs: Any) -> int:
         for field in digest_fields(self.model):
-            # bulk_update() passes both columns, the digest already computed.
-            if field.source in kwargs and field.attname not in kwargs:
-                value = kwargs[field.source]
-                if hasattr(value, "resolve_expression"):
-                    raise FieldError(
-                        f"{self.model._meta.label}.{field.source} can only be updated with a "
-                        "plain value: its digest is computed in Python."
-                    )
-                kwargs[field.attname] = field.digest_of(value)
+            named = [name for name in field.sources if name in kwargs]
+            # bulk_update() passes the digests too, already computed.
+            if not named or field.attname in kwargs:
+                continue
+            values = [kwargs[name] for name in named]
+            if any(hasattr(value, "resolve_expression") for value in values):
+                raise FieldError(
+                    f"{self.model._meta.label}.{named[0]} can only be updated with a "
+                    "plain value: its digest is computed in Python."
+                )
+            # A digest of fields this update does not name cannot be computed here.
+            kwargs[field.attname] = field.digest_from(values) if len(named) == len(field.sources) else None
         return super().update(**kwargs)
 
     update.alters_data = True  # type: ignore[attr-defined]
@@ -217,7 +263,7 @@ class DigestSyncQuerySet(models.QuerySet[Any]):
         objs = list(objs)
         names = list(fields)
         for field in digest_fields(self.model):
-            if field.source in names:
+            if any(name in names for name in field.sources):
                 for obj in objs:
                     field.pre_save(obj, add=False)
                 if field.name not in names:
@@ -233,6 +279,6 @@ def with_digest_fields(model: type[models.Model], update_fields: Iterable[str] |
         return None
     names = list(update_fields)
     for field in digest_fields(model):
-        if field.source in names and field.name not in names:
+        if any(name in names for name in field.sources) and field.name not in names:
             names.append(field.name)
     return names

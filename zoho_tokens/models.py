@@ -5,17 +5,34 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .fields import DigestField, DigestSyncQuerySet, EncryptedTextField, with_digest_fields
+from .fields import (
+    CombinedDigestField,
+    DigestField,
+    DigestSyncQuerySet,
+    EncryptedTextField,
+    with_digest_fields,
+)
 
 
 def new_token_id() -> str:
     """A random id for a new row: unique without asking the database (never max+1)."""
     return uuid.uuid4().hex
+
+
+# The values the SDK's token carries besides its user, access token and expiry.
+FINGERPRINT_SOURCES = (
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "grant_token",
+    "redirect_url",
+    "api_domain",
+)
 
 
 class ZohoTokenQuerySet(DigestSyncQuerySet):
@@ -109,6 +126,13 @@ class ZohoToken(TokenState, models.Model):
         db_index=True,
         help_text=_("Zoho rejected the refresh token: the user must consent again."),
     )
+    # Everything a save after a refresh must find unchanged, in one keyed digest: that
+    # save is then one UPDATE, with no read (see access_updates).
+    fingerprint = CombinedDigestField(
+        sources=FINGERPRINT_SOURCES,
+        null=True,
+        help_text=_("Keyed digest of the client, refresh and grant values, redirect URL and API domain."),
+    )
     refresh_error = models.CharField(
         _("last refresh error"), max_length=100, blank=True, default="", help_text=_("Zoho's error code.")
     )
@@ -141,6 +165,10 @@ class ZohoToken(TokenState, models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def fingerprint_is_stale(self) -> bool:
+        """Whether ``fingerprint`` no longer matches the row's values (or the first HMAC key)."""
+        return cast(DigestField, self._meta.get_field("fingerprint")).is_stale(self)
 
     def clear_refresh_state(self) -> None:
         """Forget earlier refresh failures (after a refresh or a new authorisation)."""

@@ -130,21 +130,25 @@ def run_compiled(
     Django's cursor wrapper rewrites the SQL for SQLite on every call and binds
     parameters on the client for psycopg; on these two drivers the statement goes to
     the driver's own cursor (on PostgreSQL a prepared statement, when the database's
-    ``prepare_threshold`` option allows them). Errors are Django's either way.
+    ``prepare_threshold`` option allows them). Errors are Django's either way. While
+    queries are being logged (``DEBUG``, ``assertNumQueries``, the debug toolbar's
+    ``CaptureQueriesContext``) or an execute wrapper is installed, the statement goes
+    through Django's cursor, so that whoever watches sees it.
     """
     connection.ensure_connection()
-    driver_connection = connection.connection
-    with connection.wrap_database_errors:
-        if connection.vendor == "sqlite":
-            return result(driver_connection.execute(_sqlite_sql(sql), params))
-        if (
-            connection.vendor == "postgresql"
-            and _psycopg is not None
-            and isinstance(driver_connection, _psycopg.Connection)
-        ):
-            with _psycopg.Cursor(driver_connection) as cursor:
-                cursor.execute(sql, params, prepare=True)
-                return result(cursor)
+    if not (connection.queries_logged or connection.execute_wrappers):
+        driver_connection = connection.connection
+        with connection.wrap_database_errors:
+            if connection.vendor == "sqlite":
+                return result(driver_connection.execute(_sqlite_sql(sql), params))
+            if (
+                connection.vendor == "postgresql"
+                and _psycopg is not None
+                and isinstance(driver_connection, _psycopg.Connection)
+            ):
+                with _psycopg.Cursor(driver_connection) as cursor:
+                    cursor.execute(sql, params, prepare=True)
+                    return result(cursor)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return result(cursor)

@@ -20,11 +20,11 @@ from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenSto
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 
 from . import crypto, services, zoho
-from .access_updates import update_access_token
+from .access_updates import RefreshedAccess, update_access_token
 from .conf import app_settings
 from .endpoints import token_endpoint
 from .matching import TOKEN_STORE, RowFinder, fill_token, match_row, token_from_row, user_name_of
-from .models import TokenState, ZohoToken, ZohoTokenQuerySet
+from .models import FINGERPRINT_SOURCES, TokenState, ZohoToken, ZohoTokenQuerySet
 from .reads import COLUMNS, StoredValues, ValueFinder
 from .writes import run_write
 
@@ -131,18 +131,24 @@ class DjangoTokenStore(TokenStore):
         expiry = parse_expiry(token.get_expires_in())
         if token_id is None or access_token is None or expiry is None or key_rotation_in_progress():
             return False
-        current = self._finder().one("token_id", str(token_id))
-        if current is None or needs_care(current, refresh=False):
-            return False
-        if not only_access_token_differs(token, current) or access_token == current.access_token:
-            return False
+        name = user_name_of(token)
+        if name is not None and ":" not in name:
+            # An email-only signature: the row is stored under "email:zgid".
+            stored = self._finder().one("token_id", str(token_id))
+            if stored is None or not names_same_user(name, stored.user_name):
+                return False
+            name = stored.user_name
+        refreshed = RefreshedAccess(
+            token_id=str(token_id),
+            user_name=name,
+            access_token=access_token,
+            expiry_time=expiry,
+            other_values=tuple(getattr(token, f"get_{source}")() for source in FINGERPRINT_SOURCES),
+        )
         try:
-            updated = update_access_token(self.using, str(token_id), access_token, expiry)
+            return update_access_token(self.using, refreshed)
         except (IntegrityError, OperationalError):
             return False  # the full save retries, or reports
-        if updated:
-            fill_token(token, current)
-        return updated
 
     # --- lookups and coordinated refresh --------------------------------------------
 
@@ -252,8 +258,9 @@ def save_row(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken:
         # Every save moves the row onto the newest keys.
         changed = list(SAVED_FIELDS)
     # Otherwise only what changed: after a refresh that is one secret to encrypt, not four.
-    if changed:
-        row.save(using=rows.db, update_fields=[*changed, "updated_at"])
+    # A missing or stale fingerprint is written too, or the one-UPDATE save never matches.
+    if changed or row.fingerprint_is_stale():
+        row.save(using=rows.db, update_fields=[*changed, "updated_at", "fingerprint"])
     return row
 
 
@@ -284,16 +291,6 @@ SAVED_FIELDS = (
     "refresh_error",
     "refresh_retry_at",
 )
-
-
-def only_access_token_differs(token: OAuthToken, stored: Any) -> bool:
-    """Whether every value the token sets, but its access token and expiry, is already stored."""
-    for attribute in COPIED_ATTRIBUTES:
-        value = getattr(token, f"get_{attribute}")()
-        if value is not None and value != getattr(stored, attribute):
-            return False
-    name = user_name_of(token)
-    return name is None or names_same_user(name, stored.user_name)
 
 
 def names_same_user(name: str, stored_name: str | None) -> bool:

@@ -1,0 +1,162 @@
+"""The save the SDK makes after every refresh: one UPDATE when only the access token moved.
+
+The statements are counted with Django's ``CaptureQueriesContext``, which the store's
+compiled statements honour; the stored rows are read back with raw SQL.
+"""
+
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
+from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+
+from tests.test_encrypted_fields import raw_row
+from zoho_tokens.models import ZohoToken
+
+pytestmark = pytest.mark.django_db
+
+
+def later_ms(hours: float = 2) -> str:
+    return str(int(time.time() * 1000 + hours * 3_600_000))
+
+
+def refreshed(store, row: ZohoToken, access_token: str = "1000.refreshed.a") -> OAuthToken:
+    """What the SDK saves after a refresh: the token it found, with a new access token."""
+    token = store.find_token_by_id(row.token_id)
+    token.set_access_token(access_token)
+    token.set_expires_in(later_ms())
+    return token
+
+
+def statements(function, *args) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        function(*args)
+    return [query["sql"].split()[0].upper() for query in captured.captured_queries]
+
+
+def test_a_refreshed_access_token_is_saved_by_one_update_and_nothing_else(store, token_factory):
+    row = token_factory()
+    before = raw_row(row.pk)
+    token = refreshed(store, row)
+
+    assert statements(store.save_token, token) == ["UPDATE"]
+
+    after = raw_row(row.pk)
+    assert {column for column in after if after[column] != before[column]} == {
+        "access_token",
+        "access_token_digest",
+        "expiry_time",
+        "last_refreshed_at",
+        "updated_at",
+    }
+    assert ZohoToken.objects.get(access_token="1000.refreshed.a").pk == row.pk
+
+
+@pytest.mark.parametrize(
+    ("attribute", "new_value"),
+    [
+        ("client_secret", "a-rotated-client-secret"),
+        ("refresh_token", "1000.consented-again.r"),
+        ("grant_token", "1000.new-grant.g"),
+        ("client_id", "1000.testclient"),  # case only: MySQL's collations would call it equal
+        ("redirect_url", "https://app.example.com/Zoho/Callback"),
+        ("api_domain", "https://www.zohoapis.eu"),
+    ],
+)
+def test_any_other_changed_value_takes_the_full_save(store, token_factory, attribute, new_value):
+    row = token_factory()
+    token = refreshed(store, row)
+    getattr(token, f"set_{attribute}")(new_value)
+
+    assert "SELECT" in statements(store.save_token, token)
+
+    reread = ZohoToken.objects.get(pk=row.pk)
+    assert (getattr(reread, attribute), reread.access_token) == (new_value, "1000.refreshed.a")
+    assert not reread.fingerprint_is_stale()
+    # ... and the next refresh of that token is one UPDATE again.
+    assert statements(store.save_token, refreshed(store, reread, "1000.next.a")) == ["UPDATE"]
+
+
+def test_a_value_the_token_lacks_is_filled_from_the_row(store, token_factory):
+    row = token_factory(grant_token="1000.kept.g")
+    token = refreshed(store, row)
+    token.set_grant_token(None)
+
+    store.save_token(token)
+
+    assert token.get_grant_token() == "1000.kept.g"
+    reread = ZohoToken.objects.get(pk=row.pk)
+    assert (reread.grant_token, reread.access_token) == ("1000.kept.g", "1000.refreshed.a")
+
+
+def test_a_row_without_a_fingerprint_gets_one_on_its_first_save(store, token_factory):
+    """Rows written before the fingerprint existed, or after a partial ``update()``."""
+    row = token_factory()
+    ZohoToken.objects.filter(pk=row.pk).update(api_domain="https://www.zohoapis.com.au")
+    assert raw_row(row.pk)["fingerprint"] is None
+
+    first = statements(store.save_token, refreshed(store, row, "1000.first.a"))
+    second = statements(store.save_token, refreshed(store, row, "1000.second.a"))
+
+    assert first != ["UPDATE"] and second == ["UPDATE"]
+    assert raw_row(row.pk)["fingerprint"] is not None
+    assert ZohoToken.objects.get(pk=row.pk).access_token == "1000.second.a"
+
+
+def test_an_email_only_user_reads_the_row_once_and_keeps_the_full_name(store, token_factory):
+    row = token_factory(user_name="kim@example.com:11")
+    token = refreshed(store, row)
+    token.set_user_signature(UserSignature("kim@example.com"))
+
+    assert statements(store.save_token, token) == ["SELECT", "UPDATE"]
+
+    reread = ZohoToken.objects.get(pk=row.pk)
+    assert (reread.user_name, reread.access_token) == ("kim@example.com:11", "1000.refreshed.a")
+
+
+def test_another_users_name_on_the_token_is_not_saved_by_the_update(store, token_factory):
+    row = token_factory(user_name="lea@example.com:12")
+    token_factory(user_name="max@example.com:13")
+    token = refreshed(store, row)
+    token.set_user_signature(UserSignature("max@example.com:13"))
+
+    # The full save decides, and refuses: the name belongs to another row.
+    with pytest.raises(SDKException, match="user_name_digest"):
+        store.save_token(token)
+
+    reread = ZohoToken.objects.get(pk=row.pk)
+    assert (reread.user_name, reread.access_token) == ("lea@example.com:12", row.access_token)
+
+
+def test_a_flagged_row_is_not_touched_by_the_update(store, token_factory):
+    row = token_factory()
+    token = refreshed(store, row)
+    ZohoToken.objects.filter(pk=row.pk).update(refresh_retry_at=ZohoToken.objects.get().updated_at)
+
+    assert statements(store.save_token, token) != ["UPDATE"]
+
+    reread = ZohoToken.objects.get(pk=row.pk)
+    # The full save clears the back-off: the refresh evidently worked.
+    assert (reread.access_token, reread.refresh_retry_at) == ("1000.refreshed.a", None)
+
+
+def test_bulk_update_and_full_updates_keep_the_fingerprint_current(token_factory):
+    rows = [token_factory() for _ in range(2)]
+    for row in rows:
+        row.client_secret = f"new-{row.pk}"
+    ZohoToken.objects.bulk_update(rows, ["client_secret"])
+    ZohoToken.objects.filter(pk=rows[0].pk).update(
+        client_id="1000.OTHER",
+        client_secret="s",
+        refresh_token="1000.r",
+        grant_token=None,
+        redirect_url="https://x.example/cb",
+        api_domain="https://www.zohoapis.in",
+    )
+
+    for row in ZohoToken.objects.all():
+        assert row.fingerprint is not None
+        assert not row.fingerprint_is_stale()
