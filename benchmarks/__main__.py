@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cryptography.fernet import Fernet
 
     env = dict(os.environ)
-    env["ZOHO_BENCH_FERNET_KEY"] = Fernet.generate_key().decode()
+    env["ZOHO_BENCH_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
     env["ZOHO_BENCH_HMAC_KEY"] = secrets.token_urlsafe(48)
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env.get("PYTHONPATH")])

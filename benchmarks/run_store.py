@@ -25,7 +25,6 @@ from . import common
 from .common import API_DOMAIN, CLIENT_ID, CLIENT_SECRET, REDIRECT_URL, Case, Result, Row
 
 DBS = ("sqlite", "postgresql", "mysql")
-WARM = " [warm decrypt cache]"
 
 
 def log(message: str) -> None:
@@ -133,7 +132,7 @@ def configure_django(db: str, sqlite_path: str) -> None:
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         # The driver passes one key pair to every process, so they can share encrypted rows.
         ZOHO_TOKENS_ENCRYPTION_KEYS=[
-            os.environ.get("ZOHO_BENCH_FERNET_KEY") or Fernet.generate_key().decode()
+            os.environ.get("ZOHO_BENCH_ENCRYPTION_KEY") or Fernet.generate_key().decode()
         ],
         ZOHO_TOKENS_HMAC_KEYS=[os.environ.get("ZOHO_BENCH_HMAC_KEY") or os.urandom(32).hex()],
         LOGGING={
@@ -143,33 +142,6 @@ def configure_django(db: str, sqlite_path: str) -> None:
         },
     )
     django.setup()
-
-
-# --- the decrypt cache ---------------------------------------------------------------
-
-
-class DecryptCache:
-    """Switches the store's per-process cache of decrypted values off and on.
-
-    The issue asks for lookups "with decryption included": a random token out of a large
-    table is never in that cache, so the main figures run with it off (every read decrypts)
-    and the ``[warm decrypt cache]`` rows show the cache as shipped, on a small working set.
-    """
-
-    def __init__(self) -> None:
-        from zoho_tokens import crypto
-
-        self.crypto = crypto
-        self.original = getattr(crypto, "DECRYPTED_CACHE_SIZE", None)
-        self.found = self.original is not None
-
-    def off(self) -> None:
-        if self.found:
-            self.crypto.DECRYPTED_CACHE_SIZE = 0  # every decrypt clears it: effectively no cache
-
-    def on(self) -> None:
-        if self.found:
-            self.crypto.DECRYPTED_CACHE_SIZE = self.original
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -182,7 +154,7 @@ def token_id_of(row: Row) -> str:
 def encrypted_values(rows: Sequence[Row], cache_dir: str | None) -> list[dict[str, str]]:
     """Ciphertexts and digests of every row, made by the model's own fields.
 
-    The expensive part of loading (four Fernet encryptions and four digests a row), so it is
+    The expensive part of loading (four encryptions and five digests a row), so it is
     computed once per table size and key pair and shared by the three databases' processes.
     """
     from django.conf import settings
@@ -202,13 +174,13 @@ def encrypted_values(rows: Sequence[Row], cache_dir: str | None) -> list[dict[st
     meta = ZohoToken._meta
     field = meta.get_field
     encrypted = {name: field(name).get_prep_value for name in ENCRYPTED}  # type: ignore[union-attr]
-    digests = {f.attname: (f.source, f.digest_of) for f in meta.concrete_fields if isinstance(f, DigestField)}
+    digests = {f.attname: f for f in meta.concrete_fields if isinstance(f, DigestField)}
     values = []
     for row in rows:
         plain = plain_values(row)
         item = {name: encrypt(plain[name]) for name, encrypt in encrypted.items()}
-        for name, (source, digest_of) in digests.items():
-            item[name] = digest_of(plain[source])
+        for name, digest_field in digests.items():
+            item[name] = digest_field.digest_from([plain[source] for source in digest_field.sources])
         values.append(item)
     if path is not None:
         with open(path + ".tmp", "wb") as handle:
@@ -651,49 +623,14 @@ def raw_cases(
     ]
 
 
-def warm_cases(store: Any, cache: DecryptCache, db: str, rows_count: int, hot: Sequence[Row]) -> list[Case]:
-    """Lookups with the decrypt cache as shipped, on a hot set of tokens that fits in it."""
-    from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
-    from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
-
-    ids = [token_id_of(r) for r in hot]
-
-    def warm_up() -> None:
-        cache.on()
-        for i in ids:
-            store.find_token_by_id(i)
-
-    def by_name(n: int) -> list[Any]:
-        return [OAuthToken(user_signature=UserSignature(r.user_name)) for r in cycle(hot, n)]
-
-    cases = [
-        Case(
-            Result(store="DjangoTokenStore", db=db, rows=rows_count, op="find_token(user name)" + WARM),
-            by_name,
-            store.find_token,
-        ),
-        Case(
-            Result(store="DjangoTokenStore", db=db, rows=rows_count, op="find_token_by_id" + WARM),
-            lambda n: list(cycle(ids, n)),
-            store.find_token_by_id,
-        ),
-    ]
-    for case in cases:
-        case.before = warm_up
-        case.after = cache.off
-    return cases
-
-
 # --- memory --------------------------------------------------------------------------------
 
 
 ITER_LIMIT = 20_000
 
 
-def memory(
-    store: Any, cache: DecryptCache | None, label: str, db: str, rows_count: int, streamed: bool, listed: bool
-) -> dict[str, Any]:
-    """tracemalloc peaks, with the decrypt cache as shipped (it is bounded, and part of the cost).
+def memory(store: Any, label: str, db: str, rows_count: int, streamed: bool, listed: bool) -> dict[str, Any]:
+    """tracemalloc peaks.
 
     ``iter_tokens()`` is walked over its first ``ITER_LIMIT`` tokens (all of them on smaller
     tables): 40 chunks is well past the steady state of a stream, and a driver that buffers
@@ -701,18 +638,12 @@ def memory(
     about 4x slower, so ``get_tokens()`` (the SDK's list, linear by definition) is traced on
     small tables only unless asked."""
     out: dict[str, Any] = {"store": label, "db": db, "rows": rows_count}
-    if cache is not None:
-        cache.on()
-    try:
-        if streamed:
-            walked = min(rows_count, ITER_LIMIT)
-            out["iter_tokens"] = common.peak_memory(lambda: common.consume(store.iter_tokens(), walked))
-            out["iter_tokens"]["tokens"] = walked
-        if listed:
-            out["get_tokens"] = common.peak_memory(store.get_tokens)
-    finally:
-        if cache is not None:
-            cache.off()
+    if streamed:
+        walked = min(rows_count, ITER_LIMIT)
+        out["iter_tokens"] = common.peak_memory(lambda: common.consume(store.iter_tokens(), walked))
+        out["iter_tokens"]["tokens"] = walked
+    if listed:
+        out["get_tokens"] = common.peak_memory(store.get_tokens)
     return out
 
 
@@ -795,14 +726,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from zoho_tokens.store import DjangoTokenStore
 
         store = DjangoTokenStore()
-        cache = DecryptCache()
-        cache.off()
         raw = Raw(db, sqlite_path)
         payload["driver"] = raw.driver
         payload["db_settings"] = raw.settings()
         if db == "sqlite":
             payload["db_settings"].update(django_sqlite_pragmas())
-        payload["decrypt_cache"] = "off for the main figures" if cache.found else "not found in crypto.py"
         payload["load_seconds"] = data["load_seconds"]
         counter = common.Counter()
         cases = sdk_token_cases(
@@ -817,7 +745,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             get_tokens_repeats,
         )
         cases += raw_cases(raw, db, rows_count, data["lookup"], data["update"], counter, get_tokens_repeats)
-        cases += warm_cases(store, cache, db, rows_count, data["lookup"][:200])
         dbstore = None
         if db == "mysql" and not args.no_dbstore:
             payload["dbstore_load_seconds"] = load_dbstore(data["rows"])
@@ -841,9 +768,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not args.no_memory:
             log(f"[{db} {rows_count}] peak memory (tracemalloc)")
             listed = rows_count <= args.list_memory_max_rows
-            payload["memory"] = [memory(store, cache, "DjangoTokenStore", db, rows_count, True, listed)]
+            payload["memory"] = [memory(store, "DjangoTokenStore", db, rows_count, True, listed)]
             if dbstore is not None:
-                payload["memory"].append(memory(dbstore, None, "SDK DBStore", db, rows_count, False, listed))
+                payload["memory"].append(memory(dbstore, "SDK DBStore", db, rows_count, False, listed))
         raw.close()
     payload["seconds"] = time.perf_counter() - started
     payload["loadavg_end"] = os.getloadavg()

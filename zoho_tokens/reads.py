@@ -20,12 +20,14 @@ from typing import Any, TypeVar
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet, TextField, Value
 
 try:
     import psycopg as _psycopg
 except ImportError:  # pragma: no cover - psycopg 2 or no PostgreSQL at all
     _psycopg = None  # type: ignore[assignment]
 
+from .crypto import Cipher
 from .fields import DigestField, EncryptedTextField, current_cipher
 from .models import TokenState, ZohoToken
 
@@ -53,6 +55,7 @@ LOOKUP_COLUMNS = {
     "refresh_token": "refresh_token_digest",
 }
 _PLACEHOLDER = "\x00zoho_tokens:{}\x00"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,48 +81,60 @@ class StoredValues(TokenState):
     refresh_retry_at: Any
 
 
-class _CompiledLookup:
-    def __init__(self, alias: str, column: str, arity: int) -> None:
-        placeholders = [_PLACEHOLDER.format(n) for n in range(arity)]
-        queryset = (
-            ZohoToken.objects.using(alias)
-            .filter(revoked_at__isnull=True, **{f"{column}__in": placeholders})
-            .order_by()
-            .values_list(*COLUMNS)[:1]
-        )
+class _CompiledSelect:
+    """A SELECT of ``COLUMNS`` the ORM compiled once, with our values put in its slots."""
+
+    def __init__(self, alias: str, queryset: QuerySet[Any], placeholders: list[str]) -> None:
         self.sql, params = queryset.query.get_compiler(using=alias).as_sql()
-        # Where each of our values goes among the query's parameters.
-        self.slots = [list(params).index(placeholder) for placeholder in placeholders]
         self.params = list(params)
-        fields = [ZohoToken._meta.pk if name == "pk" else ZohoToken._meta.get_field(name) for name in COLUMNS]
-        self.encrypted = [
-            (position, field)
-            for position, field in enumerate(fields)
-            if isinstance(field, EncryptedTextField)
-        ]
+        # Where each of our values goes among the query's parameters.
+        self.slots = [self.params.index(placeholder) for placeholder in placeholders]
 
-    def execute(self, alias: str, lookup_values: list[str]) -> StoredValues | None:
+    def fetch(self, alias: str, values: list[Any], result: Callable[[Any], T]) -> T:
         params = self.params.copy()
-        for slot, value in zip(self.slots, lookup_values, strict=True):
+        for slot, value in zip(self.slots, values, strict=True):
             params[slot] = value
-        raw = fetch_one(connections[alias], self.sql, params)
-        if raw is None:
-            return None
-        row: list[Any] = list(raw)
-        cipher = current_cipher()
-        for position, field in self.encrypted:
-            if row[position] is not None:
-                row[position] = field.decrypt(cipher, row[position])
-        return StoredValues(*row)
+        return run_compiled(connections[alias], self.sql, params, result)
 
 
-T = TypeVar("T")
+@functools.cache
+def _fields_to_decrypt() -> list[tuple[int, EncryptedTextField]]:
+    fields = [ZohoToken._meta.pk if name == "pk" else ZohoToken._meta.get_field(name) for name in COLUMNS]
+    return [(n, field) for n, field in enumerate(fields) if isinstance(field, EncryptedTextField)]
+
+
+def stored_values(raw: tuple[Any, ...], cipher: Cipher) -> StoredValues:
+    """A fetched row of ``COLUMNS``, its secrets decrypted."""
+    row = list(raw)
+    for position, field in _fields_to_decrypt():
+        if row[position] is not None:
+            row[position] = field.decrypt(cipher, row[position])
+    return StoredValues(*row)
+
+
+def _by_column(alias: str, column: str, arity: int) -> _CompiledSelect:
+    placeholders = [_PLACEHOLDER.format(n) for n in range(arity)]
+    queryset = (
+        ZohoToken.objects.using(alias)
+        .filter(revoked_at__isnull=True, **{f"{column}__in": placeholders})
+        .order_by()
+        .values_list(*COLUMNS)[:1]
+    )
+    return _CompiledSelect(alias, queryset, placeholders)
+
+
+def _page(alias: str, size: int) -> _CompiledSelect:
+    after = _PLACEHOLDER.format("after")
+    queryset = (
+        ZohoToken.objects.using(alias)
+        .filter(revoked_at__isnull=True, pk__gt=Value(after, output_field=TextField()))
+        .order_by("pk")
+        .values_list(*COLUMNS)[:size]
+    )
+    return _CompiledSelect(alias, queryset, [after])
+
+
 _QMARK = re.compile(r"(?<!%)%s")
-
-
-def fetch_one(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
-    """Run a compiled SELECT and fetch one row (see :func:`run_compiled`)."""
-    return run_compiled(connection, sql, params, lambda cursor: cursor.fetchone())
 
 
 def run_compiled(
@@ -159,16 +174,16 @@ def _sqlite_sql(sql: str) -> str:
     return _QMARK.sub("?", sql).replace("%%", "%")
 
 
-_compiled: dict[tuple[str, str, int], _CompiledLookup] = {}
+_compiled: dict[tuple[Any, ...], _CompiledSelect] = {}
 _compiled_lock = threading.Lock()
 
 
-def _lookup(alias: str, column: str, arity: int) -> _CompiledLookup:
-    key = (alias, column, arity)
+def _compiled_select(build: Callable[..., _CompiledSelect], alias: str, *args: Any) -> _CompiledSelect:
+    key = (build, alias, *args)
     compiled = _compiled.get(key)
     if compiled is None:
         with _compiled_lock:
-            compiled = _compiled.setdefault(key, _CompiledLookup(alias, column, arity))
+            compiled = _compiled.setdefault(key, build(alias, *args))
     return compiled
 
 
@@ -182,7 +197,16 @@ class ValueFinder:
         column = LOOKUP_COLUMNS[field]
         digest_field = ZohoToken._meta.get_field(column)
         candidates = digest_field.candidates(value) if isinstance(digest_field, DigestField) else [value]
-        return _lookup(self.alias, column, len(candidates)).execute(self.alias, candidates)
+        select = _compiled_select(_by_column, self.alias, column, len(candidates))
+        raw = select.fetch(self.alias, candidates, lambda cursor: cursor.fetchone())
+        return None if raw is None else stored_values(raw, current_cipher())
+
+    def page(self, after_pk: int, size: int) -> list[StoredValues]:
+        """Up to ``size`` active tokens with a primary key above ``after_pk``, in its order."""
+        select = _compiled_select(_page, self.alias, size)
+        raws = select.fetch(self.alias, [after_pk], lambda cursor: cursor.fetchall())
+        cipher = current_cipher()
+        return [stored_values(raw, cipher) for raw in raws]
 
     def for_email(self, email: str) -> list[ZohoToken]:
         # Rare (an email-only user signature): the ORM's query is good enough.

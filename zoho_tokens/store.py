@@ -25,7 +25,7 @@ from .conf import app_settings
 from .endpoints import token_endpoint
 from .matching import TOKEN_STORE, RowFinder, fill_token, match_row, token_from_row, user_name_of
 from .models import FINGERPRINT_SOURCES, TokenState, ZohoToken, ZohoTokenQuerySet
-from .reads import COLUMNS, StoredValues, ValueFinder
+from .reads import ValueFinder
 from .writes import run_write
 
 logger = logging.getLogger("zoho_tokens.store")
@@ -110,12 +110,12 @@ class DjangoTokenStore(TokenStore):
         driver has (mysqlclient would load the whole table at once).
         """
         with self._failures("get_tokens"):
-            pages = self._rows().active().order_by("pk").values_list(*COLUMNS)
+            finder = self._finder()
             last_pk = 0
-            while page := list(pages.filter(pk__gt=last_pk)[:chunk_size]):
+            while page := finder.page(last_pk, chunk_size):
                 for values in page:
-                    yield token_from_row(StoredValues(*values))
-                last_pk = page[-1][0]
+                    yield token_from_row(values)
+                last_pk = page[-1].pk
 
     def _failures(self, operation: str) -> _Failures:
         return _Failures(operation, self)
