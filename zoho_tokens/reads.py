@@ -15,8 +15,7 @@ import functools
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -27,25 +26,10 @@ try:
 except ImportError:  # pragma: no cover - psycopg 2 or no PostgreSQL at all
     _psycopg = None  # type: ignore[assignment]
 
-from .crypto import Cipher
+from .crypto import Cipher, DecryptionError
 from .fields import DigestField, EncryptedTextField, current_cipher
 from .models import TokenState, ZohoToken
 
-COLUMNS = (
-    "pk",
-    "token_id",
-    "user_name",
-    "client_id",
-    "client_secret",
-    "refresh_token",
-    "access_token",
-    "grant_token",
-    "expiry_time",
-    "redirect_url",
-    "api_domain",
-    "needs_reauthorization_at",
-    "refresh_retry_at",
-)
 # Where each lookup goes: the plain column, or the digest column of a secret.
 LOOKUP_COLUMNS = {
     "token_id": "token_id",
@@ -58,13 +42,8 @@ _PLACEHOLDER = "\x00zoho_tokens:{}\x00"
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class StoredValues(TokenState):
-    """An active stored token's values, decrypted: what the SDK needs, without a model.
-
-    ``needs_reauthorization_at`` and ``refresh_retry_at`` are only ever tested against
-    ``None`` (their raw form differs between databases).
-    """
+class _Columns(NamedTuple):
+    """The columns every lookup reads, in the order of the SELECT."""
 
     pk: int
     token_id: str
@@ -79,6 +58,20 @@ class StoredValues(TokenState):
     api_domain: str | None
     needs_reauthorization_at: Any
     refresh_retry_at: Any
+
+
+class StoredValues(_Columns, TokenState):
+    """An active stored token's values, decrypted: what the SDK needs, without a model.
+
+    A named tuple, because ``get_tokens`` builds one per row. ``needs_reauthorization_at``
+    and ``refresh_retry_at`` are only ever tested against ``None`` (their raw form differs
+    between databases).
+    """
+
+    __slots__ = ()
+
+
+COLUMNS = _Columns._fields
 
 
 class _CompiledSelect:
@@ -97,19 +90,25 @@ class _CompiledSelect:
         return run_compiled(connections[alias], self.sql, params, result)
 
 
-@functools.cache
-def _fields_to_decrypt() -> list[tuple[int, EncryptedTextField]]:
-    fields = [ZohoToken._meta.pk if name == "pk" else ZohoToken._meta.get_field(name) for name in COLUMNS]
-    return [(n, field) for n, field in enumerate(fields) if isinstance(field, EncryptedTextField)]
+_FIELDS = [ZohoToken._meta.pk if name == "pk" else ZohoToken._meta.get_field(name) for name in COLUMNS]
+_ENCRYPTED_POSITIONS = [n for n, field in enumerate(_FIELDS) if isinstance(field, EncryptedTextField)]
 
 
 def stored_values(raw: tuple[Any, ...], cipher: Cipher) -> StoredValues:
     """A fetched row of ``COLUMNS``, its secrets decrypted."""
     row = list(raw)
-    for position, field in _fields_to_decrypt():
-        if row[position] is not None:
-            row[position] = field.decrypt(cipher, row[position])
-    return StoredValues(*row)
+    decrypt = cipher.decrypt
+    try:
+        for position in _ENCRYPTED_POSITIONS:
+            if row[position] is not None:
+                row[position] = decrypt(row[position])
+    except DecryptionError:
+        # Again through the field, for an error that names the column and the setting.
+        field = _FIELDS[position]
+        assert isinstance(field, EncryptedTextField)
+        field.decrypt(cipher, row[position])
+        raise
+    return StoredValues._make(row)
 
 
 def _by_column(alias: str, column: str, arity: int) -> _CompiledSelect:
