@@ -59,8 +59,8 @@ def _fernet_errors(keys: Sequence[Any]) -> list[CheckMessage]:
         except (ValueError, TypeError):
             errors.append(
                 Error(
-                    f"Key {position} of {ENCRYPTION_KEYS_SETTING} is not a Fernet key "
-                    "(32 url-safe base64-encoded bytes).",
+                    f"Key {position} of {ENCRYPTION_KEYS_SETTING} is not in the key format "
+                    "of Fernet.generate_key() (32 url-safe base64-encoded bytes).",
                     hint=FERNET_HINT,
                     id=E003,
                 )
