@@ -402,3 +402,12 @@ def test_iter_tokens_pages_through_every_active_token(store, token_factory):
 
     assert [t.get_id() for t in tokens] == [r.token_id for n, r in enumerate(rows) if n != 3]
     assert [t.get_client_secret() for t in tokens] == [r.client_secret for n, r in enumerate(rows) if n != 3]
+
+
+def test_iter_tokens_goes_on_past_a_page_of_revoked_rows(store, token_factory):
+    rows = [token_factory() for _ in range(6)]
+    services.revoke(ZohoToken.objects.filter(pk__in=[rows[2].pk, rows[3].pk]), at_zoho=False)
+
+    tokens = list(store.iter_tokens(chunk_size=2))
+
+    assert [t.get_id() for t in tokens] == [r.token_id for n, r in enumerate(rows) if n not in (2, 3)]

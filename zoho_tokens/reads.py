@@ -124,11 +124,14 @@ def _by_column(alias: str, column: str, arity: int) -> _CompiledSelect:
 
 def _page(alias: str, size: int) -> _CompiledSelect:
     after = _PLACEHOLDER.format("after")
+    # Revoked rows are skipped in Python: with "revoked_at IS NULL" in the WHERE clause,
+    # MariaDB walks the revoked_at index from its start on every page instead of the
+    # primary key from ``after`` (a page in the middle of 100,000 rows took 4x longer).
     queryset = (
         ZohoToken.objects.using(alias)
-        .filter(revoked_at__isnull=True, pk__gt=Value(after, output_field=TextField()))
+        .filter(pk__gt=Value(after, output_field=TextField()))
         .order_by("pk")
-        .values_list(*COLUMNS)[:size]
+        .values_list(*COLUMNS, "revoked_at")[:size]
     )
     return _CompiledSelect(alias, queryset, [after])
 
@@ -200,12 +203,16 @@ class ValueFinder:
         raw = select.fetch(self.alias, candidates, lambda cursor: cursor.fetchone())
         return None if raw is None else stored_values(raw, current_cipher())
 
-    def page(self, after_pk: int, size: int) -> list[StoredValues]:
-        """Up to ``size`` active tokens with a primary key above ``after_pk``, in its order."""
+    def page(self, after_pk: int, size: int) -> tuple[list[StoredValues], int | None]:
+        """The active tokens among the next ``size`` rows after primary key ``after_pk``,
+        and the last primary key read (``None`` past the last row)."""
         select = _compiled_select(_page, self.alias, size)
         raws = select.fetch(self.alias, [after_pk], lambda cursor: cursor.fetchall())
+        if not raws:
+            return [], None
         cipher = current_cipher()
-        return [stored_values(raw, cipher) for raw in raws]
+        active = [stored_values(raw[:-1], cipher) for raw in raws if raw[-1] is None]
+        return active, raws[-1][0]
 
     def for_email(self, email: str) -> list[ZohoToken]:
         # Rare (an email-only user signature): the ORM's query is good enough.

@@ -111,11 +111,11 @@ class DjangoTokenStore(TokenStore):
         """
         with self._failures("get_tokens"):
             finder = self._finder()
-            last_pk = 0
-            while page := finder.page(last_pk, chunk_size):
+            last_pk: int | None = 0
+            while last_pk is not None:
+                page, last_pk = finder.page(last_pk, chunk_size)
                 for values in page:
                     yield token_from_row(values)
-                last_pk = page[-1].pk
 
     def _failures(self, operation: str) -> _Failures:
         return _Failures(operation, self)
