@@ -1,13 +1,14 @@
 """The save the SDK makes after every refresh: one UPDATE when only the access token moved.
 
 The statements are counted with Django's ``CaptureQueriesContext``, which the store's
-compiled statements honour; the stored rows are read back with raw SQL.
+compiled statements honour; the stored rows are read back with raw SQL. The tests run
+in autocommit, as the SDK's calls usually do (a transaction test case).
 """
 
 import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
@@ -16,7 +17,7 @@ from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 from tests.test_encrypted_fields import raw_row
 from zoho_tokens.models import ZohoToken
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def later_ms(hours: float = 2) -> str:
@@ -160,3 +161,43 @@ def test_bulk_update_and_full_updates_keep_the_fingerprint_current(token_factory
     for row in ZohoToken.objects.all():
         assert row.fingerprint is not None
         assert not row.fingerprint_is_stale()
+
+
+def test_an_email_that_is_not_the_rows_takes_the_full_save(store, token_factory):
+    row = token_factory(user_name="lea@example.com:12")
+    token = refreshed(store, row)
+    token.set_user_signature(UserSignature("someone-else@example.com"))
+
+    run = statements(store.save_token, token)
+
+    assert run[0] == "SELECT" and len(run) > 2  # the read, then the full save
+
+    # The full save renames the row, as it always has for a different name.
+    reread = ZohoToken.objects.get(pk=row.pk)
+    assert (reread.user_name, reread.access_token) == ("someone-else@example.com", "1000.refreshed.a")
+
+
+def test_in_a_transaction_the_update_runs_in_a_savepoint(store, token_factory):
+    row = token_factory()
+    token = refreshed(store, row)
+
+    with transaction.atomic():
+        assert statements(store.save_token, token) == ["SAVEPOINT", "UPDATE", "RELEASE"]
+
+    assert ZohoToken.objects.get(pk=row.pk).access_token == "1000.refreshed.a"
+
+
+def test_an_access_token_another_row_holds_is_refused_and_changes_nothing(store, token_factory):
+    """In a transaction, as in a view under ATOMIC_REQUESTS: the failed UPDATE must not
+    abort it (PostgreSQL), so the full save runs and gives the real reason."""
+    row = token_factory()
+    other = token_factory()
+    token = refreshed(store, row, access_token=other.access_token)
+
+    with transaction.atomic():
+        with pytest.raises(SDKException, match="access_token_digest"):
+            store.save_token(token)
+        assert ZohoToken.objects.count() == 2  # the transaction is still usable
+
+    assert ZohoToken.objects.get(pk=row.pk).access_token == row.access_token
+    assert ZohoToken.objects.get(pk=other.pk).access_token == other.access_token

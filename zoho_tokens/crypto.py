@@ -165,7 +165,3 @@ def _cached(
         with _lock:
             built = cache.setdefault(keys, build(keys))
     return built
-
-
-def generate_encryption_key() -> str:
-    return Fernet.generate_key().decode("ascii")

@@ -71,11 +71,14 @@ class EncryptedTextField(models.TextField):
         try:
             return cipher.decrypt(value)
         except crypto.DecryptionError:
-            raise crypto.DecryptionError(
-                f"Cannot decrypt {self.model._meta.label}.{self.name}: no key in "
-                f"{ENCRYPTION_KEYS_SETTING} opens it. Put the key it was written with back "
-                "in the list (the first key encrypts, every key decrypts)."
-            ) from None
+            raise self.decryption_error() from None
+
+    def decryption_error(self) -> crypto.DecryptionError:
+        return crypto.DecryptionError(
+            f"Cannot decrypt {self.model._meta.label}.{self.name}: no key in "
+            f"{ENCRYPTION_KEYS_SETTING} opens it. Put the key it was written with back "
+            "in the list (the first key encrypts, every key decrypts)."
+        )
 
     def get_prep_value(self, value: Any) -> str | None:
         value = super().get_prep_value(value)

@@ -103,11 +103,9 @@ def stored_values(raw: tuple[Any, ...], cipher: Cipher) -> StoredValues:
             if row[position] is not None:
                 row[position] = decrypt(row[position])
     except DecryptionError:
-        # Again through the field, for an error that names the column and the setting.
         field = _FIELDS[position]
         assert isinstance(field, EncryptedTextField)
-        field.decrypt(cipher, row[position])
-        raise
+        raise field.decryption_error() from None
     return StoredValues._make(row)
 
 

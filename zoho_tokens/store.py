@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, IntegrityError, OperationalError, connections, router
+from django.db import DatabaseError, IntegrityError, OperationalError, connections, router, transaction
 from django.utils import timezone
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
@@ -146,7 +146,12 @@ class DjangoTokenStore(TokenStore):
             other_values=tuple(getattr(token, f"get_{source}")() for source in FINGERPRINT_SOURCES),
         )
         try:
-            return update_access_token(self.using, refreshed)
+            if not connections[self.using].in_atomic_block:
+                return update_access_token(self.using, refreshed)
+            # In the caller's transaction, a failed statement must not abort it
+            # (PostgreSQL would refuse every later statement): a savepoint.
+            with transaction.atomic(using=self.using):
+                return update_access_token(self.using, refreshed)
         except (IntegrityError, OperationalError):
             return False  # the full save retries, or reports
 
