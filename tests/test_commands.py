@@ -199,6 +199,7 @@ def test_rotate_keys_moves_every_row_onto_the_new_keys(token_factory, settings):
             row.access_token,
         )
         assert ZohoToken.objects.get(grant_token=row.grant_token).pk == row.pk
+        assert not reread.fingerprint_is_stale()  # recomputed with the new HMAC key
 
 
 def test_rotate_keys_rewrites_fernet_values_of_early_versions(token_factory, settings):
