@@ -6,12 +6,19 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")
 
-SECRET_KEY = env("DJANGO_SECRET_KEY")
+try:
+    SECRET_KEY = env("DJANGO_SECRET_KEY")
+except ImproperlyConfigured:
+    raise ImproperlyConfigured(
+        "Set DJANGO_SECRET_KEY, or write a .env with fresh keys for this example project: "
+        "`make .env` (it runs `python example_project/make_env.py > .env`)."
+    ) from None
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 
