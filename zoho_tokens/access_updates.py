@@ -73,16 +73,22 @@ class _CompiledUpdate:
         query.add_update_fields(updates)
         self.sql, params = query.get_compiler(using=alias).as_sql()
         self.params = list(params)
-        names = [*SET_COLUMNS, *CONDITIONS] if has_user else [*SET_COLUMNS, *CONDITIONS[:2], *CONDITIONS[3:]]
-        self.slot = {name: self.params.index(_PLACEHOLDER.format(name)) for name in names}
+        # Where each value goes among the query's parameters (no user-name digest without a user).
+        self.slot = {
+            name: self.params.index(_PLACEHOLDER.format(name))
+            for name in (*SET_COLUMNS, *CONDITIONS)
+            if _PLACEHOLDER.format(name) in self.params
+        }
 
     def execute(self, alias: str, refreshed: RefreshedAccess) -> int:
         connection = connections[alias]
         now = timezone.now()
-        access_field, meta = ZohoToken._meta.get_field("access_token"), ZohoToken._meta
+        meta = ZohoToken._meta
         access_digest = _digest_field("access_token_digest").digest_of(refreshed.access_token)
         values: dict[str, Any] = {
-            "access_token": access_field.get_db_prep_save(refreshed.access_token, connection),
+            "access_token": meta.get_field("access_token").get_db_prep_save(
+                refreshed.access_token, connection
+            ),
             "access_token_digest": access_digest,
             "expiry_time": refreshed.expiry_time,
             "last_refreshed_at": meta.get_field("last_refreshed_at").get_db_prep_save(now, connection),

@@ -23,6 +23,7 @@ per key; a token store writes a few per user and hour.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import hmac
@@ -63,7 +64,7 @@ def _as_bytes(key: str | bytes) -> bytes:
 
 def _derive(fernet_key: bytes) -> tuple[bytes, AESGCM]:
     """The key's id and its AES-256-GCM cipher, both derived from the configured key."""
-    raw = binascii.a2b_base64(fernet_key.translate(bytes.maketrans(b"-_", b"+/")))
+    raw = base64.urlsafe_b64decode(fernet_key)
     aes_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(raw)
     key_id = hashlib.sha256(b"zoho_tokens key id\x00" + aes_key).digest()[:KEY_ID_LENGTH]
     return key_id, AESGCM(aes_key)

@@ -1,10 +1,11 @@
 """Model fields that keep secrets encrypted at rest and still findable.
 
-``EncryptedTextField`` stores AES-256-GCM ciphertext (see ``crypto``). Ciphertext is randomised, so the
-database cannot compare it; an encrypted field that names a ``digest_field``
-answers ``exact`` and ``in`` lookups through that sibling ``DigestField`` (a keyed
-HMAC of the plaintext), and refuses every other lookup with ``FieldError`` rather
-than silently matching nothing.
+``EncryptedTextField`` stores AES-256-GCM ciphertext (see ``crypto``). Ciphertext is
+randomised, so the database cannot compare it; an encrypted field that names a
+``digest_field`` answers ``exact`` and ``in`` lookups through that sibling
+``DigestField`` (a keyed HMAC of the plaintext), and refuses every other lookup with
+``FieldError`` rather than silently matching nothing. ``CombinedDigestField`` digests
+several fields at once, so that one comparison proves none of them changed.
 
 Keys are read from settings at run time and never appear in ``deconstruct()``,
 so they never reach a migration.

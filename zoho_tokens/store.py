@@ -304,11 +304,11 @@ def names_same_user(name: str, stored_name: str | None) -> bool:
     return name == stored or stored.startswith(f"{name}:")
 
 
-def needs_care(found: TokenState, *, refresh: bool = True) -> bool:
-    """Flagged by an earlier refresh, or (with ``refresh``) due for one."""
+def needs_care(found: TokenState) -> bool:
+    """Flagged by an earlier refresh, or due for one."""
     if found.needs_reauthorization_at is not None or found.refresh_retry_at is not None:
         return True
-    return refresh and app_settings.REFRESH and found.expires_within(app_settings.REFRESH_MARGIN)
+    return app_settings.REFRESH and found.expires_within(app_settings.REFRESH_MARGIN)
 
 
 def key_rotation_in_progress() -> bool:
