@@ -50,6 +50,22 @@ _HKDF_INFO = b"zoho_tokens AES-256-GCM v1"
 _FERNET_PREFIX = "gAAAAA"
 
 
+TAG_LENGTH = 16
+
+
+def looks_sealed(text: str) -> bool:
+    """Whether ``text`` has the shape of a value this module encrypted (not that it opens).
+
+    Tokens and secrets in clear never do: Zoho's contain dots, and an accidental match
+    needs strict base64 that decodes to the version byte and at least 33 bytes.
+    """
+    try:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return False
+    return raw[:1] == FORMAT_VERSION and len(raw) >= HEADER_LENGTH + NONCE_LENGTH + TAG_LENGTH
+
+
 class InvalidKeyError(ValueError):
     """A key list is missing or malformed."""
 

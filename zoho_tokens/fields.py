@@ -82,10 +82,25 @@ class EncryptedTextField(models.TextField):
         )
 
     def get_prep_value(self, value: Any) -> str | None:
-        value = super().get_prep_value(value)
+        # Field's (lazy strings) and TextField's str(), not this field's to_python(): what
+        # is saved is encrypted as it is.
+        value = super().to_python(models.Field.get_prep_value(self, value))
         if value is None:
             return None
         return current_cipher().encrypt(value)
+
+    def value_to_string(self, obj: models.Model) -> str:
+        """What ``dumpdata`` and the serializers write: ciphertext, never the secret.
+
+        (They write ``None`` themselves, without asking the field.)"""
+        value = self.value_from_object(obj)
+        return super().value_to_string(obj) if value is None else current_cipher().encrypt(value)
+
+    def to_python(self, value: Any) -> str | None:
+        """A deserialized (``loaddata``) ciphertext decrypted; anything else as text."""
+        if isinstance(value, str) and crypto.looks_sealed(value):
+            return self.decrypt(current_cipher(), value)
+        return super().to_python(value)
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name == "isnull":
