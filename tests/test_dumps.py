@@ -116,3 +116,20 @@ def test_what_the_field_encrypts_looks_sealed(token_factory):
     assert crypto.looks_sealed(ciphertext)
     # Saving never decrypts: a value is encrypted as it is given, ciphertext-looking or not.
     assert current_cipher().decrypt(field.get_prep_value(ciphertext)) == ciphertext
+
+
+def test_after_loading_under_other_hmac_keys_rotate_keys_makes_tokens_findable(
+    token_factory, tmp_path, settings
+):
+    row = token_factory(**SECRETS)
+    fixture = tmp_path / "tokens.json"
+    fixture.write_text(dump())
+    ZohoToken.objects.all().delete()
+    settings.ZOHO_TOKENS_HMAC_KEYS = ["another-environment-hmac-key-0123456789abcdef"]
+
+    call_command("loaddata", str(fixture), verbosity=0)
+    assert not ZohoToken.objects.filter(refresh_token=SECRETS["refresh_token"]).exists()
+    call_command("zoho_rotate_keys", stdout=StringIO())
+
+    assert ZohoToken.objects.get(refresh_token=SECRETS["refresh_token"]).pk == row.pk
+    assert not ZohoToken.objects.get(pk=row.pk).fingerprint_is_stale()
