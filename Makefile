@@ -36,8 +36,7 @@ $(VENV)/.mysql: | $(VENV)/.installed
 
 demo: $(VENV)/.installed .env
 	$(BIN)/python manage.py migrate --verbosity 0
-	$(BIN)/python manage.py zoho_demo
-	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	$(BIN)/python manage.py zoho_demo --runserver 127.0.0.1:$(PORT)
 
 test: $(VENV)/.installed $(foreach db,$(filter-out sqlite,$(DATABASES)),$(VENV)/.$(db))
 	$(BIN)/coverage erase

@@ -10,7 +10,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
@@ -27,6 +28,14 @@ DEMO_USERS = [("alice@example.com", "10001"), ("bob@example.com", "20002")]
 
 class Command(BaseCommand):
     help = "Log demo users in through the Zoho SDK against an embedded fake Zoho and show what is stored."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--runserver",
+            metavar="ADDRPORT",
+            help="Then serve the site at ADDRPORT while the fake Zoho keeps answering, so that "
+            '"Revoke at Zoho" in the admin reaches it.',
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         store = DjangoTokenStore()
@@ -51,8 +60,14 @@ class Command(BaseCommand):
             refreshes = zoho.count("refresh_token")
             self.stdout.write(f"Expired token of {alice.user_name} refreshed: {refreshes} refresh")
 
-        self.show_rows()
-        self.ensure_admin()
+            self.show_rows()
+            self.ensure_admin()
+            if options["runserver"]:
+                # The stored tokens name the fake Zoho's API domain, which no real data
+                # centre matches: revocations find its token endpoint through the SDK's
+                # environment, initialised above for this process. One process, so no reloader.
+                self.stdout.write(f"Fake Zoho: {zoho.base_url}")
+                call_command("runserver", options["runserver"], use_reloader=False)
 
     @staticmethod
     def org_zgid() -> str:
