@@ -67,6 +67,7 @@ class Command(BaseCommand):
                 # centre matches: revocations find its token endpoint through the SDK's
                 # environment, initialised above for this process. One process, so no reloader.
                 self.stdout.write(f"Fake Zoho: {zoho.base_url}")
+                self.stdout.flush()  # before runserver takes over, also when piped
                 call_command("runserver", options["runserver"], use_reloader=False)
 
     @staticmethod
