@@ -16,17 +16,23 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_the_demo_migrates_logs_in_and_stores_encrypted_tokens(tmp_path):
-    env = {
+def demo_env(database: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment a user's ``.env`` would give the example project, with fresh keys."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "example_project.settings",
         "DJANGO_SECRET_KEY": "demo-test-secret-key",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{database}",
         "ZOHO_TOKENS_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "ZOHO_TOKENS_HMAC_KEYS": "demo-test-hmac-key-0123456789-0123456789",
-        "PORT": "8123",
+        "PORT": str(port),
+        **extra,
     }
+
+
+@pytest.mark.slow
+def test_the_demo_migrates_logs_in_and_stores_encrypted_tokens(tmp_path):
+    env = demo_env(tmp_path / "demo.sqlite3", 8123)
 
     def manage(*args: str) -> str:
         done = subprocess.run(
@@ -63,17 +69,8 @@ def test_the_demo_server_revokes_at_the_fake_zoho_from_the_admin(tmp_path):
     """`make demo` serves the admin while the fake Zoho answers: "Revoke at Zoho" works."""
     port = free_port()
     database = tmp_path / "demo.sqlite3"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "example_project.settings",
-        "DJANGO_SECRET_KEY": "demo-test-secret-key",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "ZOHO_TOKENS_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "ZOHO_TOKENS_HMAC_KEYS": "demo-test-hmac-key-0123456789-0123456789",
-        "PORT": str(port),
-        # The demo keeps an existing admin (and prints no password for it).
-        "DJANGO_SUPERUSER_PASSWORD": "demo-admin-password",
-    }
+    # The demo keeps an existing admin (and prints no password for it).
+    env = demo_env(database, port, DJANGO_SUPERUSER_PASSWORD="demo-admin-password")
 
     def manage(*args: str) -> None:
         subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, timeout=120)
