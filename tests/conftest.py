@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from tests.factories import ZohoTokenFactory
@@ -68,6 +69,15 @@ def sdk(
         return token
 
     return initialize
+
+
+def org_zgid() -> str:
+    """One real API call through the SDK; returns the org's zgid."""
+    response = OrgOperations().get_organization()
+    assert response.get_status_code() == 200
+    wrapper = response.get_object()
+    assert isinstance(wrapper, ResponseWrapper), wrapper
+    return wrapper.get_org()[0].get_zgid()
 
 
 def grant_token_login(code: str) -> OAuthToken:

@@ -8,11 +8,10 @@ import pytest
 from django.db import connection
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
-from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from tests import workers
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, signed_token
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, org_zgid, signed_token
 from zoho_tokens.models import ZohoToken
 
 RACE_USER = "race@example.com:1"
@@ -137,10 +136,7 @@ def test_users_in_their_own_threads_each_refresh_once(sdk, fake_zoho):
         try:
             barrier.wait(timeout=10)
             Initializer.switch_user(token=OAuthToken(user_signature=UserSignature(f"{email}:{zgid}")))
-            response = OrgOperations().get_organization()
-            wrapper = response.get_object()
-            assert isinstance(wrapper, ResponseWrapper), wrapper
-            zgids[email] = wrapper.get_org()[0].get_zgid()
+            zgids[email] = org_zgid()
         except BaseException as exc:
             errors.append(exc)
         finally:

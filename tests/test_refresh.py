@@ -8,8 +8,8 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests.conftest import grant_token_login
-from tests.test_sdk_flows import ALICE, log_in, org_zgid
+from tests.conftest import grant_token_login, org_zgid
+from tests.test_sdk_flows import ALICE, log_in
 from zoho_tokens.endpoints import token_endpoint
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.signals import reauthorization_needed, token_refreshed

@@ -31,11 +31,10 @@ from django.db.models.signals import post_save
 from django.db.utils import load_backend
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
-from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from tests import refresh_workers
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, signed_token
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, org_zgid, signed_token
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.testing.fake_zoho import FakeZoho
 from zoho_tokens.testing.pytest_plugin import reset_zoho_sdk
@@ -47,14 +46,6 @@ WAIT = refresh_workers.WAIT
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def org_zgid() -> str:
-    response = OrgOperations().get_organization()
-    assert response.get_status_code() == 200
-    wrapper = response.get_object()
-    assert isinstance(wrapper, ResponseWrapper), wrapper
-    return wrapper.get_org()[0].get_zgid()
 
 
 def log_in(sdk, fake_zoho: FakeZoho, email: str, zgid: str) -> ZohoToken:

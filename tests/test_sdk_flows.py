@@ -8,24 +8,14 @@ from django.db import connection
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
-from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests.conftest import grant_token_login
+from tests.conftest import grant_token_login, org_zgid
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.testing.pytest_plugin import reset_zoho_sdk
 
 ALICE = ("alice@example.com", "10001")
 BOB = ("bob@example.com", "20002")
-
-
-def org_zgid() -> str:
-    """One real API call through the SDK; returns the org's zgid."""
-    response = OrgOperations().get_organization()
-    assert response.get_status_code() == 200
-    wrapper = response.get_object()
-    assert isinstance(wrapper, ResponseWrapper), wrapper
-    return wrapper.get_org()[0].get_zgid()
 
 
 def log_in(sdk, fake_zoho, user=ALICE) -> OAuthToken:
