@@ -137,8 +137,8 @@ def analyse(db: str, rows_count: int, calls: int, top: int) -> list[str]:
         from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
         from zoho_tokens import fields
-        from zoho_tokens.matching import token_from_row
         from zoho_tokens.models import ZohoToken
+        from zoho_tokens.sdk import token_from_row
         from zoho_tokens.store import DjangoTokenStore
 
         store = DjangoTokenStore()

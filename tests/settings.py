@@ -87,7 +87,8 @@ elif DB == "sqlite":
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.path.join(_sqlite_dir, "zoho_tokens_tests.sqlite3"),
-            "OPTIONS": {"timeout": 20},
+            # Every transaction takes the write lock at BEGIN (zoho_tokens.W002).
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
             "TEST": {"NAME": os.path.join(_sqlite_dir, f"zoho_tokens_test_{os.getpid()}.sqlite3")},
         }
     }

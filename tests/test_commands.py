@@ -11,7 +11,6 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from tests.ciphertext import open_ciphertext
 from zoho_tokens.models import ZohoToken
 
 
@@ -202,22 +201,22 @@ def test_rotate_keys_moves_every_row_onto_the_new_keys(token_factory, settings):
         assert not reread.fingerprint_is_stale()  # recomputed with the new HMAC key
 
 
-def test_rotate_keys_rewrites_fernet_values_of_early_versions(token_factory, settings):
+def test_rotate_keys_stops_at_a_value_in_an_unknown_format(token_factory, settings):
+    """Values this app never wrote (here a Fernet token) are refused, never rewritten."""
     row = token_factory(client_secret="early-secret")
     key = settings.ZOHO_TOKENS_ENCRYPTION_KEYS[0]
     table = connection.ops.quote_name(ZohoToken._meta.db_table)
+    foreign = Fernet(key.encode()).encrypt(b"early-secret").decode()
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET client_secret = %s WHERE id = %s",
-            [Fernet(key.encode()).encrypt(b"early-secret").decode(), row.pk],
-        )
+        cursor.execute(f"UPDATE {table} SET client_secret = %s WHERE id = %s", [foreign, row.pk])
 
-    run("zoho_rotate_keys")
+    with pytest.raises(CommandError, match=r"zoho_tokens\.ZohoToken\.client_secret"):
+        run("zoho_rotate_keys")
 
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT client_secret FROM {table} WHERE id = %s", [row.pk])
         (stored,) = cursor.fetchone()
-    assert open_ciphertext(key, stored) == "early-secret"
+    assert stored == foreign
 
 
 def test_rotate_keys_with_a_missing_old_key_fails_clearly(token_factory, settings):

@@ -1,6 +1,6 @@
 import pytest
 
-from zoho_tokens.masking import mask
+from zoho_tokens.models import mask
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from tests.conftest import grant_token_login, org_zgid
 from tests.test_sdk_flows import ALICE, log_in
-from zoho_tokens.endpoints import token_endpoint
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.signals import reauthorization_needed, token_refreshed
 from zoho_tokens.testing import DROP
 from zoho_tokens.testing.pytest_plugin import reset_zoho_sdk
+from zoho_tokens.zoho import token_endpoint
 
 ALICE_NAME = "alice@example.com:10001"
 
@@ -250,8 +250,8 @@ def test_the_token_endpoint_follows_the_rows_data_centre(token_factory, zoho_sdk
     eu = token_factory(api_domain="https://www.zohoapis.eu")
     unknown = token_factory(api_domain="https://crm.example.test")
 
-    assert token_endpoint(eu) == "https://accounts.zoho.eu/oauth/v2/token"
-    assert token_endpoint(unknown) is None  # and no SDK environment to fall back on
+    assert token_endpoint(eu.api_domain) == "https://accounts.zoho.eu/oauth/v2/token"
+    assert token_endpoint(unknown.api_domain) is None  # and no SDK environment to fall back on
 
 
 def test_the_token_endpoint_setting_is_the_last_resort(token_factory, zoho_sdk_reset, settings):
@@ -259,8 +259,8 @@ def test_the_token_endpoint_setting_is_the_last_resort(token_factory, zoho_sdk_r
     eu = token_factory(api_domain="https://www.zohoapis.eu")
     unknown = token_factory(api_domain="https://crm.example.test")
 
-    assert token_endpoint(eu) == "https://accounts.zoho.eu/oauth/v2/token"
-    assert token_endpoint(unknown) == "http://127.0.0.1:9/oauth/v2/token"
+    assert token_endpoint(eu.api_domain) == "https://accounts.zoho.eu/oauth/v2/token"
+    assert token_endpoint(unknown.api_domain) == "http://127.0.0.1:9/oauth/v2/token"
 
 
 def test_without_a_token_endpoint_the_store_does_not_refresh(token_factory, store, zoho_sdk_reset):

@@ -12,8 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import services
-from .masking import mask
-from .models import ZohoToken
+from .models import ZohoToken, mask
 
 IDENTITY_FIELDS = ("token_id", "user_name", "status", "client_id")
 SECRET_FIELDS = ("masked_client_secret", "masked_refresh_token", "masked_access_token", "masked_grant_token")

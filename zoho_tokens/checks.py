@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import router
 
 from .conf import ENCRYPTION_KEYS_SETTING, HMAC_KEYS_SETTING, app_settings
-from .crypto import MIN_HMAC_KEY_LENGTH
+from .crypto import MIN_HMAC_KEY_LENGTH, InvalidKeyError, decode_encryption_key
 
 FERNET_HINT = (
     'Generate one with: python -c "from cryptography.fernet import Fernet; '
@@ -27,8 +27,9 @@ E006 = "zoho_tokens.E006"  # an HMAC key too short
 E007 = "zoho_tokens.E007"  # one key used for both purposes
 E008 = "zoho_tokens.E008"  # a key equal to SECRET_KEY
 W001 = "zoho_tokens.W001"  # a key listed twice
+W002 = "zoho_tokens.W002"  # SQLite without "transaction_mode": "IMMEDIATE"
 
-CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, W001)
+CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, W001, W002)
 
 
 def _as_text(key: Any) -> str:
@@ -55,8 +56,8 @@ def _fernet_errors(keys: Sequence[Any]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     for position, key in enumerate(keys, start=1):
         try:
-            Fernet(key)
-        except (ValueError, TypeError):
+            decode_encryption_key(key)
+        except InvalidKeyError:
             errors.append(
                 Error(
                     f"Key {position} of {ENCRYPTION_KEYS_SETTING} is not in the key format "
@@ -121,3 +122,30 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         )
     return errors
+
+
+@register()
+def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Concurrent writers on SQLite need each transaction to take the write lock at BEGIN.
+
+    A transaction that reads first and writes later cannot wait for the lock: SQLite
+    answers "database is locked" at once, and a token save or refresh fails.
+    """
+    from .models import ZohoToken
+
+    alias = app_settings.DATABASE or router.db_for_write(ZohoToken)
+    database = settings.DATABASES.get(alias, {})
+    if "sqlite" not in database.get("ENGINE", ""):
+        return []
+    mode = str(database.get("OPTIONS", {}).get("transaction_mode") or "").upper()
+    if mode in ("IMMEDIATE", "EXCLUSIVE"):
+        return []
+    return [
+        Warning(
+            f'The database "{alias}" that stores Zoho tokens is SQLite without '
+            '"transaction_mode": "IMMEDIATE": concurrent saves and refreshes will fail with '
+            '"database is locked".',
+            hint=f'Add "transaction_mode": "IMMEDIATE" to DATABASES["{alias}"]["OPTIONS"].',
+            id=W002,
+        )
+    ]

@@ -14,11 +14,9 @@ AES-256-GCM ciphertext and tag``, the first five bytes authenticated as associat
 data. Every SDK call decrypts four values, and one AES-GCM call costs about a seventh
 of Fernet's HMAC-then-CBC in Python (see benchmarks/). The key id names the key that
 wrote the value, so decryption tries one key, not every key. The AES key is derived
-with HKDF-SHA256 from the configured key (the 32-byte url-safe base64 format that
-``Fernet.generate_key()`` makes), so settings and checks stay as they were, and values
-written as Fernet tokens by the first development versions still decrypt (and are
-rewritten by ``zoho_rotate_keys``). Random 96-bit nonces are safe for 2^32 encryptions
-per key; a token store writes a few per user and hour.
+with HKDF-SHA256 from the configured key (32 random bytes in url-safe base64, the
+format ``Fernet.generate_key()`` prints). Random 96-bit nonces are safe for 2^32
+encryptions per key; a token store writes a few per user and hour.
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -45,12 +42,9 @@ FORMAT_VERSION = b"\x01"
 KEY_ID_LENGTH = 4
 NONCE_LENGTH = 12
 HEADER_LENGTH = len(FORMAT_VERSION) + KEY_ID_LENGTH
-_HKDF_INFO = b"zoho_tokens AES-256-GCM v1"
-# Fernet tokens are url-safe base64 of a 0x80 version byte and a 64-bit timestamp.
-_FERNET_PREFIX = "gAAAAA"
-
-
 TAG_LENGTH = 16
+ENCRYPTION_KEY_LENGTH = 32
+_HKDF_INFO = b"zoho_tokens AES-256-GCM v1"
 
 
 def looks_sealed(text: str) -> bool:
@@ -78,9 +72,22 @@ def _as_bytes(key: str | bytes) -> bytes:
     return key.encode() if isinstance(key, str) else key
 
 
-def _derive(fernet_key: bytes) -> tuple[bytes, AESGCM]:
+def decode_encryption_key(key: str | bytes) -> bytes:
+    """The 32 bytes of a configured encryption key; ``InvalidKeyError`` (without the key) if malformed."""
+    try:
+        raw = base64.urlsafe_b64decode(_as_bytes(key))
+    except (binascii.Error, ValueError, TypeError):
+        raw = b""
+    if len(raw) != ENCRYPTION_KEY_LENGTH:
+        raise InvalidKeyError(
+            f"an encryption key is malformed (not {ENCRYPTION_KEY_LENGTH} bytes in url-safe base64)"
+        ) from None
+    return raw
+
+
+def _derive(key: str | bytes) -> tuple[bytes, AESGCM]:
     """The key's id and its AES-256-GCM cipher, both derived from the configured key."""
-    raw = base64.urlsafe_b64decode(fernet_key)
+    raw = decode_encryption_key(key)
     aes_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(raw)
     key_id = hashlib.sha256(b"zoho_tokens key id\x00" + aes_key).digest()[:KEY_ID_LENGTH]
     return key_id, AESGCM(aes_key)
@@ -90,12 +97,7 @@ class Cipher:
     def __init__(self, keys: Sequence[str | bytes]) -> None:
         if not keys:
             raise InvalidKeyError("no encryption key is configured")
-        try:
-            fernets = [Fernet(_as_bytes(key)) for key in keys]
-        except (ValueError, TypeError) as exc:
-            # Fernet's own message never contains the key.
-            raise InvalidKeyError(f"an encryption key is malformed ({exc})") from None
-        derived = [_derive(_as_bytes(key)) for key in keys]
+        derived = [_derive(key) for key in keys]
         self._header = FORMAT_VERSION + derived[0][0]
         self._writer = derived[0][1]
         # Two different keys sharing a 32-bit id would need 2^16 keys to be likely;
@@ -103,7 +105,6 @@ class Cipher:
         self._readers: dict[bytes, list[AESGCM]] = {}
         for key_id, aead in derived:
             self._readers.setdefault(FORMAT_VERSION + key_id, []).append(aead)
-        self._legacy = MultiFernet(fernets)
 
     def encrypt(self, plaintext: str) -> str:
         nonce = os.urandom(NONCE_LENGTH)
@@ -114,11 +115,11 @@ class Cipher:
         try:
             raw = binascii.a2b_base64(ciphertext)
         except (binascii.Error, ValueError):
-            return self._decrypt_legacy(ciphertext)
+            raise DecryptionError("the value is not base64: not written by this app") from None
         header = raw[:HEADER_LENGTH]
         readers = self._readers.get(header)
         if readers is None:
-            return self._decrypt_legacy(ciphertext)
+            raise DecryptionError("no configured encryption key can decrypt the value")
         nonce, sealed = raw[HEADER_LENGTH : HEADER_LENGTH + NONCE_LENGTH], raw[HEADER_LENGTH + NONCE_LENGTH :]
         for aead in readers:
             try:
@@ -126,14 +127,6 @@ class Cipher:
             except (InvalidTag, ValueError):
                 continue
         raise DecryptionError("no configured encryption key can decrypt the value")
-
-    def _decrypt_legacy(self, ciphertext: str) -> str:
-        if not ciphertext.startswith(_FERNET_PREFIX):
-            raise DecryptionError("no configured encryption key can decrypt the value")
-        try:
-            return self._legacy.decrypt(ciphertext.encode("ascii")).decode("utf-8")
-        except (InvalidToken, UnicodeError) as exc:
-            raise DecryptionError("no configured encryption key can decrypt the value") from exc
 
 
 class Digester:

@@ -1,10 +1,11 @@
-"""The stored Zoho OAuth token and the lookups the store and the admin rely on."""
+"""The stored Zoho OAuth token, its queryset, and how its secrets are shown to people."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, cast
 
 from django.db import models
@@ -24,8 +25,9 @@ def new_token_id() -> str:
     return uuid.uuid4().hex
 
 
-# The values the SDK's token carries besides its user, access token and expiry.
-FINGERPRINT_SOURCES = (
+# The values the SDK's token carries under the row's own field names, besides the
+# access token: a save copies them as they are, and the fingerprint covers them.
+CREDENTIAL_FIELDS = (
     "client_id",
     "client_secret",
     "refresh_token",
@@ -33,6 +35,32 @@ FINGERPRINT_SOURCES = (
     "redirect_url",
     "api_domain",
 )
+# Every value of the SDK's token stored under the same name.
+SDK_FIELDS = (*CREDENTIAL_FIELDS, "access_token")
+# Encrypted at rest.
+SECRET_FIELDS = ("client_secret", "refresh_token", "access_token", "grant_token")
+# What the store's own refresh attempts leave behind.
+REFRESH_STATE_FIELDS = ("needs_reauthorization_at", "refresh_error", "refresh_retry_at")
+# Everything a save from the SDK may change (digests follow their sources: ZohoToken.save).
+SAVED_FIELDS = (
+    "user_name",
+    *SDK_FIELDS,
+    "expiry_time",
+    "last_refreshed_at",
+    "revoked_at",
+    *REFRESH_STATE_FIELDS,
+)
+
+MASK_VISIBLE = 4
+
+
+def mask(secret: str | None) -> str:
+    """How a secret is shown to people: ``"…wxyz"``, ``"—"`` for none; short ones hidden entirely."""
+    if not secret:
+        return "—"
+    if len(secret) <= MASK_VISIBLE * 3:
+        return "…"
+    return f"…{secret[-MASK_VISIBLE:]}"
 
 
 class ZohoTokenQuerySet(DigestSyncQuerySet):
@@ -62,10 +90,17 @@ class TokenState:
 
     __slots__ = ()
     pk: Any
+    token_id: str
+    user_name: str | None
+    client_id: str | None
+    client_secret: str | None
+    refresh_token: str | None
     access_token: str | None
     expiry_time: int | None
-    needs_reauthorization_at: Any
-    refresh_retry_at: Any
+    api_domain: str | None
+    needs_reauthorization_at: datetime | None
+    refresh_error: str
+    refresh_retry_at: datetime | None
 
     @property
     def needs_reauthorization(self) -> bool:
@@ -127,9 +162,9 @@ class ZohoToken(TokenState, models.Model):
         help_text=_("Zoho rejected the refresh token: the user must consent again."),
     )
     # Everything a save after a refresh must find unchanged, in one keyed digest: that
-    # save is then one UPDATE, with no read (see access_updates).
+    # save is then one UPDATE, with no read (see services.save).
     fingerprint = CombinedDigestField(
-        sources=FINGERPRINT_SOURCES,
+        sources=CREDENTIAL_FIELDS,
         null=True,
         help_text=_("Keyed digest of the client, refresh and grant values, redirect URL and API domain."),
     )

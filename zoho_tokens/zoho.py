@@ -1,4 +1,5 @@
-"""The two calls this app makes to Zoho Accounts itself: refresh an access token, revoke a refresh token.
+"""Zoho Accounts over HTTP: which server a token belongs to, refresh an access token,
+revoke a refresh token.
 
 Answers are classified rather than raised, so callers decide what each means for the
 stored row. Nothing here logs a token.
@@ -12,10 +13,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
+from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+
+from .conf import app_settings
 
 # Zoho answers a refresh token it no longer accepts with these errors: only a new
 # consent from the user helps.
 REJECTED_REFRESH_ERRORS = frozenset({"invalid_code", "invalid_token", "invalid_refresh_token"})
+
+
+def token_endpoint(api_domain: str | None) -> str | None:
+    """Zoho's token endpoint for a token of ``api_domain``, chosen as the SDK chooses it.
+
+    The data centre of the API domain when it is Zoho's, else the environment the SDK
+    was initialised with in this thread, else ``ZOHO_TOKENS_TOKEN_URL``.
+    """
+    environment = DataCenter.get(api_domain) if api_domain else None
+    if environment is None:
+        environment = getattr(Initializer.get_initializer(), "environment", None)
+    return getattr(environment, "accounts_url", None) or app_settings.TOKEN_URL
 
 
 class Outcome(enum.Enum):

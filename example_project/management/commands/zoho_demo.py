@@ -18,8 +18,7 @@ from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from zoho_tokens.masking import mask
-from zoho_tokens.models import ZohoToken
+from zoho_tokens.models import ZohoToken, mask
 from zoho_tokens.store import DjangoTokenStore
 from zoho_tokens.testing.fake_zoho import FakeZoho
 

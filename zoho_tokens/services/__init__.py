@@ -1,0 +1,25 @@
+"""What the store, the admin and the management commands do to stored tokens, each once.
+
+* :mod:`.refresh`: the one refresh policy and the coordinated refresh;
+* :mod:`.save`: the SDK's ``save_token``;
+* :mod:`.revocation`: revoke at Zoho, then locally;
+* :mod:`.maintenance`: purge and key rotation.
+"""
+
+from .maintenance import PurgeReport, purge, purgeable, rotate_keys
+from .refresh import refresh_due, refresh_if_due, token_for_sdk
+from .revocation import RevocationReport, revoke
+from .save import save_token
+
+__all__ = [
+    "PurgeReport",
+    "RevocationReport",
+    "purge",
+    "purgeable",
+    "refresh_due",
+    "refresh_if_due",
+    "revoke",
+    "rotate_keys",
+    "save_token",
+    "token_for_sdk",
+]

@@ -1,0 +1,148 @@
+"""The SDK's ``save_token``: one conditional UPDATE after a refresh, else a locked upsert.
+
+After every refresh the SDK saves the whole token although only the access token and
+its expiry changed. When that is so, :func:`save_refreshed_access_token` stores them
+with one ``UPDATE`` and no read, on a row that
+
+* is active and carries no refresh flag (re-authorisation, rate-limit back-off);
+* holds every other value the token carries, compared through the row's keyed
+  ``fingerprint`` and its user-name digest, the token's ``None`` values included;
+* stores another access token and an expiry that is not newer, so a slower worker
+  never overwrites a newer token.
+
+Everything else (a new row, other changed values, a flagged or revoked row, a key
+rotation, a race lost to a newer token) goes through :func:`upsert`, which locks
+the row, applies the SDK's rules and writes only what changed.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, cast
+
+from django.db import IntegrityError, OperationalError, connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+
+from ..conf import app_settings
+from ..db import run_write
+from ..fields import DigestField
+from ..finder import RowFinder, ValueFinder
+from ..models import SAVED_FIELDS, ZohoToken, ZohoTokenQuerySet
+from ..sdk import (
+    copy_onto_row,
+    credentials_of,
+    is_new_authorisation,
+    match,
+    names_same_user,
+    new_row,
+    parse_expiry,
+    store_error,
+    user_name_of,
+)
+
+
+def save_token(token: OAuthToken, *, using: str) -> ZohoToken | None:
+    """Store the SDK's token; the saved row, or ``None`` when the one-UPDATE save did it."""
+    if save_refreshed_access_token(token, using=using):
+        return None
+    return run_write(using, lambda: upsert(ZohoToken.objects.using(using), token))
+
+
+def save_refreshed_access_token(token: OAuthToken, *, using: str) -> bool:
+    """Store a refreshed access token with one conditional UPDATE; False when no row
+    matched the conditions above (the upsert then decides)."""
+    token_id, access_token = token.get_id(), token.get_access_token()
+    expiry = parse_expiry(token.get_expires_in())
+    if token_id is None or access_token is None or expiry is None or app_settings.rotating_keys:
+        return False
+    name = user_name_of(token)
+    if name is not None and ":" not in name:
+        # An email-only signature: the row is stored under "email:zgid".
+        stored = ValueFinder(using).one("token_id", str(token_id))
+        if stored is None or not names_same_user(name, stored.user_name):
+            return False
+        name = stored.user_name
+    fingerprint = _digest_field("fingerprint").digest_from(credentials_of(token))
+    new_access_digest = _digest_field("access_token_digest").digest_of(access_token)
+    now = timezone.now()
+    rows = (
+        ZohoToken.objects.using(using)
+        .filter(
+            Q(expiry_time__isnull=True) | Q(expiry_time__lte=expiry),
+            token_id=str(token_id),
+            fingerprint=fingerprint,
+            user_name_digest=_digest_field("user_name_digest").digest_of(name),
+            revoked_at__isnull=True,
+            needs_reauthorization_at__isnull=True,
+            refresh_retry_at__isnull=True,
+        )
+        .exclude(access_token_digest=new_access_digest)
+    )
+    values: dict[str, Any] = {
+        "access_token": access_token,
+        "expiry_time": expiry,
+        "last_refreshed_at": now,
+        "updated_at": now,
+    }
+    # In the caller's transaction, a failed statement must not abort it (PostgreSQL
+    # would refuse every later statement): a savepoint.
+    savepoint = transaction.atomic(using=using) if connections[using].in_atomic_block else nullcontext()
+    try:
+        with savepoint:
+            updated = rows.update(**values)
+    except (IntegrityError, OperationalError):
+        return False  # the upsert retries, or reports
+    return updated == 1
+
+
+def upsert(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken:
+    """Insert or update the row ``token`` means (call inside a transaction); returns it."""
+    row = find_row_to_update(rows.select_for_update(), token)
+    if row is None:
+        row = new_row(token)
+        copy_onto_row(token, row)
+        row.save(using=rows.db, force_insert=True)
+        return row
+    before = {name: getattr(row, name) for name in SAVED_FIELDS}
+    if row.is_revoked:
+        reactivate_or_refuse(row, token)
+    copy_onto_row(token, row)
+    changed = [name for name in SAVED_FIELDS if getattr(row, name) != before[name]]
+    if changed and app_settings.rotating_keys:
+        # Every save moves the row onto the newest keys.
+        changed = list(SAVED_FIELDS)
+    # Otherwise only what changed: after a refresh that is one secret to encrypt, not four.
+    # A missing or stale fingerprint is written too, or the one-UPDATE save never matches.
+    if changed or row.fingerprint_is_stale():
+        row.save(using=rows.db, update_fields=[*changed, "updated_at", "fingerprint"])
+    return row
+
+
+def find_row_to_update(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken | None:
+    """By id when the token has one, else by the SDK's precedence; revoked rows included."""
+    token_id = token.get_id()
+    if token_id is None:
+        return cast(ZohoToken | None, match(RowFinder(rows), token))
+    row = rows.filter(token_id=str(token_id)).first()
+    if row is None:
+        other = match(RowFinder(rows), token)
+        if other is not None:
+            raise store_error(
+                f"Token id {str(token_id)!r} is not stored, but this user's token is stored "
+                f"under id {other.token_id!r}; use that id."
+            )
+    return row
+
+
+def reactivate_or_refuse(row: ZohoToken, token: OAuthToken) -> None:
+    """A revoked row comes back only with a new authorisation."""
+    if is_new_authorisation(token, row):
+        row.revoked_at = None
+        return
+    raise store_error(f"Token {row.token_id} was revoked; the user must authorise the app again.")
+
+
+def _digest_field(name: str) -> DigestField:
+    return cast(DigestField, ZohoToken._meta.get_field(name))
