@@ -36,6 +36,10 @@ OPERATIONS = (
     "save_token(update)",
     "get_tokens",
 )
+# The store again with ZOHO_TOKENS_DJANGO_CURSOR on: what routing the lookups through
+# Django's cursor wrapper (seen by APM agents) costs.
+DJANGO_CURSOR_STORE = "DjangoTokenStore, Django cursor"
+DJANGO_CURSOR_OPERATIONS = ("find_token(user name)", "find_token_by_id", "get_tokens")
 CLIENT_ID = "1000.BENCHCLIENTID0000000000000000000"
 CLIENT_SECRET = "0123456789abcdef0123456789abcdef0123456789"
 REDIRECT_URL = "https://app.example.com/zoho/callback"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .common import OPERATIONS
+from .common import DJANGO_CURSOR_OPERATIONS, DJANGO_CURSOR_STORE, OPERATIONS
 
 DBS = ("sqlite", "postgresql", "mysql")
 OURS = "DjangoTokenStore"
@@ -72,12 +72,13 @@ class Results:
 
 def table(res: Results) -> list[str]:
     lines = [
-        f"| {'rows':>7} | {'operation':<44} | {'store':<16} | {'db':<10} | {'median/s':>9} | "
+        f"| {'rows':>7} | {'operation':<44} | {'store':<31} | {'db':<10} | {'median/s':>9} | "
         f"{'min/s':>9} | {'max/s':>9} | {'vs raw':>7} | {'peak MiB':>8} |",
-        f"|{'-' * 9}|{'-' * 46}|{'-' * 18}|{'-' * 12}|{'-' * 11}|{'-' * 11}|{'-' * 11}|{'-' * 9}|{'-' * 10}|",
+        f"|{'-' * 9}|{'-' * 46}|{'-' * 33}|{'-' * 12}|{'-' * 11}|{'-' * 11}|{'-' * 11}|{'-' * 9}|{'-' * 10}|",
     ]
     all_sizes = sorted({rows for (_, _, rows, _) in res.rates})
     stores = [(f"raw {db}", db) for db in DBS] + [(OURS, db) for db in DBS]
+    stores += [(DJANGO_CURSOR_STORE, db) for db in DBS]
     stores += [("SDK DBStore", "mysql"), ("SDK FileStore", "file")]
     order = {key: i for i, key in enumerate(stores)}
 
@@ -89,7 +90,7 @@ def table(res: Results) -> list[str]:
         ratio = (median / base) if (median and base and not store.startswith("raw")) else None
         vs = "floor" if store.startswith("raw") else fmt_ratio(ratio)
         return (
-            f"| {rows:>7,} | {op:<44} | {store:<16} | {db:<10} | {fmt_rate(median):>9} | "
+            f"| {rows:>7,} | {op:<44} | {store:<31} | {db:<10} | {fmt_rate(median):>9} | "
             f"{fmt_rate(r['min'] if r else None):>9} | {fmt_rate(r['max'] if r else None):>9} | "
             f"{vs:>7} | {'-' if peak is None else f'{peak:.1f}':>8} |"
         )
@@ -245,6 +246,22 @@ def targets(res: Results) -> Verdicts:
                 )
             )
     v.add("every operation ahead of the SDK's DBStore on MariaDB", checks)
+
+    checks = []
+    for db in res.dbs():
+        for rows in sizes:
+            for op in DJANGO_CURSOR_OPERATIONS:
+                ours, routed = res.median(OURS, db, rows, op), res.median(DJANGO_CURSOR_STORE, db, rows, op)
+                if ours is None or routed is None:
+                    continue
+                checks.append(
+                    (
+                        None,
+                        f"{db} {rows:,} {op}: {fmt_rate(routed)}/s = {routed / ours:.2f}x of the "
+                        f"driver cursor's {fmt_rate(ours)}/s",
+                    )
+                )
+    v.add("cost of ZOHO_TOKENS_DJANGO_CURSOR (informational)", checks)
     return v
 
 
@@ -273,6 +290,8 @@ NOTES = [
     "- ops/s of one thread; 'vs raw' = the store's median / the raw driver query's median on the same",
     "  database, table size and operation, measured interleaved in the same process.",
     "- DjangoTokenStore figures decrypt every secret on every read (the store keeps no cache).",
+    "- 'DjangoTokenStore, Django cursor': ZOHO_TOKENS_DJANGO_CURSOR on, lookups through Django's",
+    "  cursor wrapper (what tools patching CursorWrapper see) instead of the driver's cursor.",
     "- save_token(update) = what the SDK saves after a refresh (full token, new access token, later",
     "  expiry); raw floor = UPDATE access_token, digest, expiry, updated_at by token_id + COMMIT.",
     "- SDK DBStore: mysql-connector, a new connection per call, table as in the SDK's README",

@@ -691,6 +691,32 @@ def environment(db: str) -> Iterator[str]:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+class DjangoCursorStore:
+    """The same store with ``ZOHO_TOKENS_DJANGO_CURSOR`` on, measured beside it in one run.
+
+    Each call sets the remembered setting and puts it back: ``override_settings`` per call
+    would cost more than the difference being measured.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        from zoho_tokens.conf import app_settings
+
+        method = getattr(self._store, name)
+        remembered = app_settings._values
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            remembered["ZOHO_TOKENS_DJANGO_CURSOR"] = True
+            try:
+                return method(*args, **kwargs)
+            finally:
+                remembered["ZOHO_TOKENS_DJANGO_CURSOR"] = False
+
+        return call
+
+
 def prepare(
     db: str, rows_count: int, sqlite_path: str, sample_size: int, cache_dir: str | None = None
 ) -> dict[str, Any]:
@@ -744,6 +770,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             counter,
             get_tokens_repeats,
         )
+        cases += [
+            case
+            for case in sdk_token_cases(
+                DjangoCursorStore(store),
+                common.DJANGO_CURSOR_STORE,
+                db,
+                rows_count,
+                data["lookup"],
+                data["update"],
+                token_id_of,
+                counter,
+                get_tokens_repeats,
+            )
+            if case.result.op in common.DJANGO_CURSOR_OPERATIONS
+        ]
         cases += raw_cases(raw, db, rows_count, data["lookup"], data["update"], counter, get_tokens_repeats)
         dbstore = None
         if db == "mysql" and not args.no_dbstore:
