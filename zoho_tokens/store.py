@@ -55,7 +55,7 @@ class DjangoTokenStore(TokenStore):
         with _Failures("find_token", self):
             using = self.using
             found = match(ValueFinder(using), token)
-            found = services.token_for_sdk(found, using=using, new_consent=bool(token.get_grant_token()))
+            found = services.refresh_or_refuse(found, using=using, new_consent=bool(token.get_grant_token()))
             if found is None:
                 return None
             fill_token(token, found)
@@ -64,7 +64,7 @@ class DjangoTokenStore(TokenStore):
     def find_token_by_id(self, id: Any) -> OAuthToken:
         with _Failures("find_token_by_id", self):
             using = self.using
-            found = services.token_for_sdk(
+            found = services.refresh_or_refuse(
                 ValueFinder(using).one("token_id", str(id)), using=using, new_consent=False
             )
             if found is None:

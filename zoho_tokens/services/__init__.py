@@ -7,7 +7,7 @@
 """
 
 from .maintenance import PurgeReport, purge, purgeable, rotate_keys
-from .refresh import refresh_due, refresh_if_due, token_for_sdk
+from .refresh import refresh_due, refresh_if_due, refresh_or_refuse
 from .revocation import RevocationReport, revoke
 from .save import save_token
 
@@ -18,8 +18,8 @@ __all__ = [
     "purgeable",
     "refresh_due",
     "refresh_if_due",
+    "refresh_or_refuse",
     "revoke",
     "rotate_keys",
     "save_token",
-    "token_for_sdk",
 ]

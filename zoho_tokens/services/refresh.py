@@ -39,7 +39,7 @@ def refresh_due(token: TokenState, now: datetime | None = None) -> bool:
     return bool(token.refresh_token and token.client_id and token.client_secret)
 
 
-def token_for_sdk(found: TokenState | None, *, using: str, new_consent: bool) -> TokenState | None:
+def refresh_or_refuse(found: TokenState | None, *, using: str, new_consent: bool) -> TokenState | None:
     """``found`` as the SDK may use it: refreshed first when due, or refused with a reason.
 
     ``new_consent`` means the SDK holds a new grant token: a token needing
