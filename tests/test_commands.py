@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from tests.ciphertext import open_ciphertext
+from tests.helpers.ciphertext import open_ciphertext
 from zoho_tokens.models import ZohoToken
 
 

@@ -10,8 +10,8 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests import workers
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, org_zgid, signed_token
+from tests.helpers import workers
 from zoho_tokens.models import ZohoToken
 
 RACE_USER = "race@example.com:1"

@@ -22,8 +22,8 @@ from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests.ciphertext import open_ciphertext
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URL, grant_token_login
+from tests.helpers.ciphertext import open_ciphertext
 from zoho_tokens import crypto
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.store import DjangoTokenStore

@@ -9,7 +9,7 @@ from django.core.exceptions import FieldError, ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import F, Value
 
-from tests.ciphertext import open_ciphertext
+from tests.helpers.ciphertext import open_ciphertext
 from zoho_tokens.crypto import DecryptionError
 from zoho_tokens.models import ZohoToken
 

@@ -5,7 +5,7 @@ a worker killed mid-refresh leaves nothing locked and nothing half-written; a
 database connection dropped during a save is a clear error and changes nothing;
 and sustained find/save load from several processes never loses the newest token.
 
-Worker processes are started with "spawn" (tests/refresh_workers.py), kept for
+Worker processes are started with "spawn" (tests/helpers/refresh_workers.py), kept for
 the module's tests (starting one costs a second of CPU) and use the parent's test
 database; they reach the fake Zoho only over HTTP. Run with ``-s`` to see the
 measured latency of the refresh path.
@@ -33,8 +33,8 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests import refresh_workers
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, org_zgid, signed_token
+from tests.helpers import refresh_workers
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.testing.fake_zoho import FakeZoho
 from zoho_tokens.testing.pytest_plugin import reset_zoho_sdk

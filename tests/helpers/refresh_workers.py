@@ -1,6 +1,6 @@
 """Child processes for tests/test_refresh_concurrency.py, started with the "spawn" method.
 
-Like tests/workers.py, nothing here touches Django at import time: a child
+Like ``workers``, nothing here touches Django at import time: a child
 configures Django itself (``setup_django``) and points the default database at the
 parent's test database. Children reach the fake Zoho only over HTTP: they get its
 base and token URLs as strings and never call a ``FakeZoho`` method.
@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from tests.workers import setup_django
+from tests.helpers.workers import setup_django
 
 WAIT = 60  # seconds a child waits for the parent
 
