@@ -5,18 +5,12 @@ from typing import Any
 import pytest
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
-from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
-from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from tests.factories import ZohoTokenFactory
 from zoho_tokens.store import DjangoTokenStore
 from zoho_tokens.testing.fake_zoho import FakeZoho
 
 pytest_plugins = ["zoho_tokens.testing.pytest_plugin"]
-
-CLIENT_ID = "1000.TESTCLIENT"
-CLIENT_SECRET = "test-client-secret"
-REDIRECT_URL = "https://app.example.com/zoho/callback"
 
 
 @pytest.fixture
@@ -69,31 +63,3 @@ def sdk(
         return token
 
     return initialize
-
-
-def org_zgid() -> str:
-    """One real API call through the SDK; returns the org's zgid."""
-    response = OrgOperations().get_organization()
-    assert response.get_status_code() == 200
-    wrapper = response.get_object()
-    assert isinstance(wrapper, ResponseWrapper), wrapper
-    return wrapper.get_org()[0].get_zgid()
-
-
-def grant_token_login(code: str) -> OAuthToken:
-    return OAuthToken(
-        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, grant_token=code, redirect_url=REDIRECT_URL
-    )
-
-
-def signed_token(user_name: str, refresh_token: str, access_token: str, expires_at: int) -> OAuthToken:
-    """What the SDK holds for a user after a login or refresh: credentials, tokens, expiry."""
-    token = OAuthToken(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        refresh_token=refresh_token,
-        access_token=access_token,
-        user_signature=UserSignature(user_name),
-    )
-    token.set_expires_in(str(expires_at))
-    return token

@@ -8,9 +8,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 from django.utils import timezone
 
+from tests.helpers import raw_row, write_raw
 from tests.helpers.ciphertext import open_ciphertext
 from zoho_tokens.models import ZohoToken
 
@@ -205,19 +205,11 @@ def test_rotate_keys_moves_every_row_onto_the_new_keys(token_factory, settings):
 def test_rotate_keys_rewrites_fernet_values_of_early_versions(token_factory, settings):
     row = token_factory(client_secret="early-secret")
     key = settings.ZOHO_TOKENS_ENCRYPTION_KEYS[0]
-    table = connection.ops.quote_name(ZohoToken._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET client_secret = %s WHERE id = %s",
-            [Fernet(key.encode()).encrypt(b"early-secret").decode(), row.pk],
-        )
+    write_raw(row.pk, "client_secret", Fernet(key.encode()).encrypt(b"early-secret").decode())
 
     run("zoho_rotate_keys")
 
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT client_secret FROM {table} WHERE id = %s", [row.pk])
-        (stored,) = cursor.fetchone()
-    assert open_ciphertext(key, stored) == "early-secret"
+    assert open_ciphertext(key, raw_row(row.pk)["client_secret"]) == "early-secret"
 
 
 def test_rotate_keys_with_a_missing_old_key_fails_clearly(token_factory, settings):

@@ -1,13 +1,13 @@
 """DjangoTokenStore against the contract, one method at a time (SDK_CONTRACT.md, points 1-12)."""
 
 import logging
-import time
 
 import pytest
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
+from tests.helpers import now_ms, raw_row
 from zoho_tokens import services
 from zoho_tokens.models import ZohoToken
 
@@ -140,7 +140,7 @@ def test_save_token_ignores_non_tokens(store):
 
 def test_save_token_inserts_with_a_generated_id_set_in_place(store):
     token = new_token(access_token="1000.carol.a")
-    token.set_expires_in(str(int(time.time() * 1000) + 3_600_000))
+    token.set_expires_in(str(now_ms() + 3_600_000))
 
     store.save_token(token)
 
@@ -196,7 +196,7 @@ def test_save_token_by_id_updates_that_row(store, token_factory):
 
 
 def test_an_older_expiry_never_replaces_a_newer_one(store, token_factory):
-    newer = int(time.time() * 1000) + 7_200_000
+    newer = now_ms() + 7_200_000
     row = token_factory(user_name="ivy@example.com:9", access_token="1000.newer.a", expiry_time=newer)
     stale = by_name("ivy@example.com:9")
     stale.set_access_token("1000.older.a")
@@ -334,14 +334,12 @@ def test_failures_are_logged_without_secrets(store, token_factory, caplog):
 
 
 def test_an_update_rewrites_only_what_changed(store, token_factory):
-    from tests.test_encrypted_fields import raw_row
-
     row = token_factory(user_name="nia@example.com:1")
     before = raw_row(row.pk)
     token = by_name("nia@example.com:1")
     store.find_token(token)
     token.set_access_token("1000.fresh.a")
-    token.set_expires_in(str(int(time.time() * 1000) + 7_200_000))
+    token.set_expires_in(str(now_ms() + 7_200_000))
 
     store.save_token(token)
 
@@ -357,8 +355,6 @@ def test_an_update_rewrites_only_what_changed(store, token_factory):
 
 
 def test_saving_an_unchanged_token_writes_nothing(store, token_factory):
-    from tests.test_encrypted_fields import raw_row
-
     row = token_factory(user_name="oli@example.com:1")
     before = raw_row(row.pk)
     token = by_name("oli@example.com:1")
@@ -370,7 +366,7 @@ def test_saving_an_unchanged_token_writes_nothing(store, token_factory):
 
 
 def test_an_older_expiry_with_an_id_never_replaces_a_newer_one(store, token_factory):
-    newer = int(time.time() * 1000) + 7_200_000
+    newer = now_ms() + 7_200_000
     row = token_factory(access_token="1000.newer.a", expiry_time=newer)
     stale = store.find_token_by_id(row.token_id)
     stale.set_access_token("1000.older.a")
@@ -387,7 +383,7 @@ def test_a_refreshed_token_of_a_revoked_row_is_refused(store, token_factory):
     token = store.find_token_by_id(row.token_id)
     services.revoke(ZohoToken.objects.all(), at_zoho=False)
     token.set_access_token("1000.after-revocation.a")
-    token.set_expires_in(str(int(time.time() * 1000) + 7_200_000))
+    token.set_expires_in(str(now_ms() + 7_200_000))
 
     with pytest.raises(SDKException, match="was revoked"):
         store.save_token(token)
