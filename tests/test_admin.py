@@ -13,11 +13,7 @@ CHANGELIST = reverse("admin:zoho_tokens_zohotoken_changelist")
 
 @pytest.fixture
 def rows(tokens_zoho_knows):
-    ann, ben = tokens_zoho_knows("ann", "ben")
-    for row in (ann, ben):
-        row.grant_token = f"1000.grant-of-{row.email}.g"
-        row.save()
-    return [ann, ben]
+    return tokens_zoho_knows("ann", "ben", with_grant_token=True)
 
 
 def secrets_of(rows):
@@ -86,10 +82,8 @@ def test_search_finds_users_but_never_searches_tokens(admin_client, rows):
 
 
 def test_the_status_filter(admin_client, rows, token_factory):
-    from django.utils import timezone
-
-    stale = token_factory(needs_reauthorization_at=timezone.now())
-    gone = token_factory(revoked_at=timezone.now())
+    stale = token_factory(needs_reauthorization=True)
+    gone = token_factory(revoked=True)
 
     def listed(status):
         html = admin_client.get(CHANGELIST, {"status": status}).content.decode()

@@ -268,7 +268,7 @@ def test_the_token_endpoint_setting_is_the_last_resort(token_factory, zoho_sdk_r
 
 
 def test_without_a_token_endpoint_the_store_does_not_refresh(token_factory, store, zoho_sdk_reset):
-    row = token_factory(api_domain="https://crm.example.test", expiry_time=now_ms() + 10_000)
+    row = token_factory(expiring=True, api_domain="https://crm.example.test")
 
     token = store.find_token_by_id(row.token_id)
 

@@ -120,8 +120,7 @@ def test_no_match_returns_none_and_leaves_the_token_alone(store, token_factory):
 
 
 def test_revoked_rows_never_match(store, token_factory):
-    row = token_factory()
-    services.revoke(ZohoToken.objects.filter(pk=row.pk), at_zoho=False)
+    row = token_factory(revoked=True)
 
     assert store.find_token(by_name(row.user_name)) is None
     assert store.find_token(OAuthToken(id=row.token_id)) is None
@@ -243,8 +242,7 @@ def test_an_email_only_name_updates_the_full_name_row(store, token_factory):
 
 
 def test_a_revoked_user_comes_back_only_with_a_new_authorisation(store, token_factory):
-    row = token_factory(user_name="lee@example.com:12", refresh_token="1000.old.r")
-    services.revoke(ZohoToken.objects.all(), at_zoho=False)
+    row = token_factory(revoked=True, user_name="lee@example.com:12", refresh_token="1000.old.r")
     stale = by_name("lee@example.com:12")
     stale.set_access_token("1000.stale.a")
 
@@ -313,7 +311,7 @@ def test_get_tokens_lists_complete_tokens(store, token_factory):
 
 def test_delete_tokens_removes_every_row(store, token_factory):
     token_factory()
-    services.revoke(ZohoToken.objects.filter(pk=token_factory().pk), at_zoho=False)
+    token_factory(revoked=True)
 
     store.delete_tokens()
 
@@ -391,8 +389,7 @@ def test_a_refreshed_token_of_a_revoked_row_is_refused(store, token_factory):
 
 
 def test_iter_tokens_pages_through_every_active_token(store, token_factory):
-    rows = [token_factory() for _ in range(7)]
-    services.revoke(ZohoToken.objects.filter(pk=rows[3].pk), at_zoho=False)
+    rows = [token_factory(revoked=(n == 3)) for n in range(7)]
 
     tokens = list(store.iter_tokens(chunk_size=2))
 
@@ -401,8 +398,7 @@ def test_iter_tokens_pages_through_every_active_token(store, token_factory):
 
 
 def test_iter_tokens_goes_on_past_a_page_of_revoked_rows(store, token_factory):
-    rows = [token_factory() for _ in range(6)]
-    services.revoke(ZohoToken.objects.filter(pk__in=[rows[2].pk, rows[3].pk]), at_zoho=False)
+    rows = [token_factory(revoked=(n in (2, 3))) for n in range(6)]
 
     tokens = list(store.iter_tokens(chunk_size=2))
 
