@@ -93,6 +93,20 @@ def test_the_sdk_then_needs_no_refresh_of_its_own(alice, sdk, fake_zoho):
     assert fake_zoho.count("refresh_token") == 1
 
 
+def test_an_expired_row_is_refreshed_before_the_store_hands_it_out(
+    store, tokens_zoho_knows, fake_zoho, zoho_sdk_reset
+):
+    (ann,) = tokens_zoho_knows("ann", expired=True)
+
+    token = store.find_token_by_id(ann.token_id)
+
+    assert fake_zoho.refresh_count(ann.refresh_token) == 1
+    row = ZohoToken.objects.get()
+    assert token.get_access_token() == row.access_token != ann.access_token
+    assert fake_zoho.is_access_token_valid(row.access_token)
+    assert row.expiry_time > now_ms() + 3_000_000
+
+
 def test_a_token_outside_the_margin_is_left_alone(alice, store, fake_zoho):
     expire(alice, in_ms=3_600_000)
 

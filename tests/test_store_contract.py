@@ -100,6 +100,15 @@ def test_grant_token_first_then_refresh_token(store, token_factory):
     assert token.get_id() == by_refresh.token_id
 
 
+def test_a_row_with_only_a_grant_token_is_found_by_it(store, token_factory):
+    row = token_factory(grant_only=True)
+    token = OAuthToken(client_id="1000.C", client_secret="s", grant_token=row.grant_token)
+
+    assert store.find_token(token) is token
+    assert token.get_id() == row.token_id
+    assert (token.get_refresh_token(), token.get_access_token(), token.get_expires_in()) == (None, None, None)
+
+
 def test_an_id_only_token_matches_its_own_row(store, token_factory):
     token_factory()
     target = token_factory()
