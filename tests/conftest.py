@@ -6,7 +6,7 @@ import pytest
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 
-from tests.factories import ZohoTokenFactory
+from tests.factories import StaffUserFactory, ZohoTokenFactory
 from zoho_tokens.store import DjangoTokenStore
 from zoho_tokens.testing.fake_zoho import FakeZoho
 
@@ -16,6 +16,11 @@ pytest_plugins = ["zoho_tokens.testing.pytest_plugin"]
 @pytest.fixture
 def token_factory(db: None) -> type[ZohoTokenFactory]:
     return ZohoTokenFactory
+
+
+@pytest.fixture
+def staff_factory(db: None) -> type[StaffUserFactory]:
+    return StaffUserFactory
 
 
 @pytest.fixture

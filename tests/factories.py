@@ -1,4 +1,5 @@
 import factory
+from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
 from tests.helpers import CLIENT_ID, REDIRECT_URL, now_ms
@@ -44,3 +45,22 @@ class ZohoTokenFactory(factory.django.DjangoModelFactory):
     expiry_time = factory.LazyFunction(lambda: now_ms() + 3_600_000)
     redirect_url = REDIRECT_URL
     api_domain = "https://www.zohoapis.com"
+
+
+class StaffUserFactory(factory.django.DjangoModelFactory):
+    """An admin user with only the permissions named: ``StaffUserFactory(permissions=["view_zohotoken"])``."""
+
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"staff{n}")
+    password = factory.django.Password("pw")
+    is_staff = True
+
+    @factory.post_generation
+    def permissions(self, create: bool, codenames: list[str] | None, **kwargs: object) -> None:
+        if create and codenames:
+            found = Permission.objects.filter(codename__in=codenames)
+            assert found.count() == len(codenames), codenames
+            self.user_permissions.add(*found)
