@@ -29,7 +29,8 @@ def tokens_zoho_knows(
 ) -> Callable[..., list[Any]]:
     """``tokens_zoho_knows("ann", "ben")``: one row per name, ``name@example.com:<n>``,
     whose refresh token the fake Zoho issued and which reaches it through
-    ``ZOHO_TOKENS_TOKEN_URL`` (as the admin and the commands do, outside SDK calls)."""
+    ``ZOHO_TOKENS_TOKEN_URL`` (as the admin and the commands do, outside SDK calls).
+    Other values, traits included, go to the factory: ``tokens_zoho_knows("ann", expired=True)``."""
     settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
 
     def make(*names: str, **values: Any) -> list[Any]:
