@@ -5,18 +5,12 @@ from typing import Any
 import pytest
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
-from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
-from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests.factories import ZohoTokenFactory
+from tests.factories import StaffUserFactory, ZohoTokenFactory
 from zoho_tokens.store import DjangoTokenStore
 from zoho_tokens.testing.fake_zoho import FakeZoho
 
 pytest_plugins = ["zoho_tokens.testing.pytest_plugin"]
-
-CLIENT_ID = "1000.TESTCLIENT"
-CLIENT_SECRET = "test-client-secret"
-REDIRECT_URL = "https://app.example.com/zoho/callback"
 
 
 @pytest.fixture
@@ -25,12 +19,18 @@ def token_factory(db: None) -> type[ZohoTokenFactory]:
 
 
 @pytest.fixture
+def staff_factory(db: None) -> type[StaffUserFactory]:
+    return StaffUserFactory
+
+
+@pytest.fixture
 def tokens_zoho_knows(
     db: None, fake_zoho: FakeZoho, settings: Any, token_factory: Any
 ) -> Callable[..., list[Any]]:
     """``tokens_zoho_knows("ann", "ben")``: one row per name, ``name@example.com:<n>``,
     whose refresh token the fake Zoho issued and which reaches it through
-    ``ZOHO_TOKENS_TOKEN_URL`` (as the admin and the commands do, outside SDK calls)."""
+    ``ZOHO_TOKENS_TOKEN_URL`` (as the admin and the commands do, outside SDK calls).
+    Other values, traits included, go to the factory: ``tokens_zoho_knows("ann", expired=True)``."""
     settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
 
     def make(*names: str, **values: Any) -> list[Any]:
@@ -69,31 +69,3 @@ def sdk(
         return token
 
     return initialize
-
-
-def org_zgid() -> str:
-    """One real API call through the SDK; returns the org's zgid."""
-    response = OrgOperations().get_organization()
-    assert response.get_status_code() == 200
-    wrapper = response.get_object()
-    assert isinstance(wrapper, ResponseWrapper), wrapper
-    return wrapper.get_org()[0].get_zgid()
-
-
-def grant_token_login(code: str) -> OAuthToken:
-    return OAuthToken(
-        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, grant_token=code, redirect_url=REDIRECT_URL
-    )
-
-
-def signed_token(user_name: str, refresh_token: str, access_token: str, expires_at: int) -> OAuthToken:
-    """What the SDK holds for a user after a login or refresh: credentials, tokens, expiry."""
-    token = OAuthToken(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        refresh_token=refresh_token,
-        access_token=access_token,
-        user_signature=UserSignature(user_name),
-    )
-    token.set_expires_in(str(expires_at))
-    return token

@@ -1,24 +1,66 @@
-import time
-
 import factory
+from django.contrib.auth.models import Permission, User
+from django.utils import timezone
 
+from tests.helpers import CLIENT_ID, REDIRECT_URL, now_ms
 from zoho_tokens.models import ZohoToken
 
 
-def in_one_hour_ms() -> int:
-    return int(time.time() * 1000) + 3_600_000
-
-
 class ZohoTokenFactory(factory.django.DjangoModelFactory):
+    """A token as the SDK leaves it after a login: valid for an hour.
+
+    Traits give the other states: ``ZohoTokenFactory(expired=True)``.
+    """
+
     class Meta:
         model = ZohoToken
 
+    class Params:
+        # The access token expired a second ago.
+        expired = factory.Trait(expiry_time=factory.LazyFunction(lambda: now_ms() - 1000))
+        # Expires in 30 s: inside the store's refresh margin (60 s), outside the SDK's own (5 s).
+        expiring = factory.Trait(expiry_time=factory.LazyFunction(lambda: now_ms() + 30_000))
+        revoked = factory.Trait(revoked_at=factory.LazyFunction(timezone.now))
+        # Zoho rejected the refresh token: the user must consent again.
+        needs_reauthorization = factory.Trait(
+            needs_reauthorization_at=factory.LazyFunction(timezone.now), refresh_error="invalid_code"
+        )
+        # Only a grant token, not exchanged yet: no user, refresh or access token, no expiry.
+        grant_only = factory.Trait(
+            grant_token=factory.Sequence(lambda n: f"1000.grant{n:04d}.g"),
+            user_name=None,
+            refresh_token=None,
+            access_token=None,
+            expiry_time=None,
+        )
+        # Logged in with a grant token the row still keeps.
+        with_grant_token = factory.Trait(grant_token=factory.Sequence(lambda n: f"1000.grant{n:04d}.g"))
+
     user_name = factory.Sequence(lambda n: f"user{n}@example.com:2000{n}")
-    client_id = "1000.TESTCLIENT"
+    client_id = CLIENT_ID
     client_secret = factory.Sequence(lambda n: f"client-secret-{n}")
     refresh_token = factory.Sequence(lambda n: f"1000.refresh{n:04d}.r")
     access_token = factory.Sequence(lambda n: f"1000.access{n:04d}.a")
     grant_token = None
-    expiry_time = factory.LazyFunction(in_one_hour_ms)
-    redirect_url = "https://app.example.com/zoho/callback"
+    expiry_time = factory.LazyFunction(lambda: now_ms() + 3_600_000)
+    redirect_url = REDIRECT_URL
     api_domain = "https://www.zohoapis.com"
+
+
+class StaffUserFactory(factory.django.DjangoModelFactory):
+    """An admin user with only the permissions named: ``StaffUserFactory(permissions=["view_zohotoken"])``."""
+
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"staff{n}")
+    password = factory.django.Password("pw")
+    is_staff = True
+
+    @factory.post_generation
+    def permissions(self, create: bool, codenames: list[str] | None, **kwargs: object) -> None:
+        if create and codenames:
+            found = Permission.objects.filter(codename__in=codenames)
+            assert found.count() == len(codenames), codenames
+            self.user_permissions.add(*found)

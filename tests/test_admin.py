@@ -2,7 +2,6 @@
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from zoho_tokens.models import ZohoToken
@@ -13,11 +12,7 @@ CHANGELIST = reverse("admin:zoho_tokens_zohotoken_changelist")
 
 @pytest.fixture
 def rows(tokens_zoho_knows):
-    ann, ben = tokens_zoho_knows("ann", "ben")
-    for row in (ann, ben):
-        row.grant_token = f"1000.grant-of-{row.email}.g"
-        row.save()
-    return [ann, ben]
+    return tokens_zoho_knows("ann", "ben", with_grant_token=True)
 
 
 def secrets_of(rows):
@@ -29,16 +24,15 @@ def secrets_of(rows):
 
 
 @pytest.fixture
-def staff(db):
+def staff(staff_factory):
     """A staff user who may view tokens but not revoke them."""
-    user = User.objects.create_user("viewer", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_zohotoken"))
-    return user
+    return staff_factory(permissions=["view_zohotoken"])
 
 
-def revoker(staff):
-    staff.user_permissions.add(Permission.objects.get(codename="revoke_zohotoken"))
-    return User.objects.get(pk=staff.pk)  # fresh permission cache
+@pytest.fixture
+def revoker(staff_factory):
+    """A staff user who may view and revoke tokens."""
+    return staff_factory(permissions=["view_zohotoken", "revoke_zohotoken"])
 
 
 def test_the_list_shows_tokens_without_any_secret(admin_client, rows):
@@ -86,10 +80,8 @@ def test_search_finds_users_but_never_searches_tokens(admin_client, rows):
 
 
 def test_the_status_filter(admin_client, rows, token_factory):
-    from django.utils import timezone
-
-    stale = token_factory(needs_reauthorization_at=timezone.now())
-    gone = token_factory(revoked_at=timezone.now())
+    stale = token_factory(needs_reauthorization=True)
+    gone = token_factory(revoked=True)
 
     def listed(status):
         html = admin_client.get(CHANGELIST, {"status": status}).content.decode()
@@ -100,8 +92,8 @@ def test_the_status_filter(admin_client, rows, token_factory):
     assert listed("revoked") == {gone.token_id}
 
 
-def test_revoking_at_zoho_revokes_logs_and_reports(client, staff, rows, fake_zoho):
-    client.force_login(revoker(staff))
+def test_revoking_at_zoho_revokes_logs_and_reports(client, revoker, rows, fake_zoho):
+    client.force_login(revoker)
     _, ben = rows
 
     response = client.post(
@@ -112,13 +104,13 @@ def test_revoking_at_zoho_revokes_logs_and_reports(client, staff, rows, fake_zoh
     assert fake_zoho.revoked_tokens == (ben.refresh_token,)
     assert list(ZohoToken.objects.revoked()) == [ben]
     entry = LogEntry.objects.get()
-    assert (entry.action_flag, entry.object_id, entry.user_id) == (CHANGE, str(ben.pk), staff.pk)
+    assert (entry.action_flag, entry.object_id, entry.user_id) == (CHANGE, str(ben.pk), revoker.pk)
     assert "Revoked at Zoho and locally." in entry.get_change_message()
     assert ben.refresh_token not in entry.object_repr
 
 
-def test_revoking_locally_calls_no_zoho(client, staff, rows, fake_zoho):
-    client.force_login(revoker(staff))
+def test_revoking_locally_calls_no_zoho(client, revoker, rows, fake_zoho):
+    client.force_login(revoker)
 
     client.post(CHANGELIST, {"action": "revoke_locally", "_selected_action": [rows[0].pk]})
 
@@ -127,8 +119,8 @@ def test_revoking_locally_calls_no_zoho(client, staff, rows, fake_zoho):
     assert "Revoked locally; Zoho not called." in LogEntry.objects.get().get_change_message()
 
 
-def test_a_failed_revocation_is_reported_and_changes_nothing(client, staff, rows, fake_zoho):
-    client.force_login(revoker(staff))
+def test_a_failed_revocation_is_reported_and_changes_nothing(client, revoker, rows, fake_zoho):
+    client.force_login(revoker)
     fake_zoho.inject_error("revoke", DROP)
 
     response = client.post(

@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.db import connections
 
 from zoho_tokens.models import ZohoToken
@@ -45,11 +44,12 @@ def browser_page(live_server):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_operator_revokes_a_token_in_the_admin(browser_page, live_server, fake_zoho, tokens_zoho_knows):
+def test_an_operator_revokes_a_token_in_the_admin(
+    browser_page, live_server, fake_zoho, tokens_zoho_knows, staff_factory
+):
     ann, ben = tokens_zoho_knows("ann", "ben")
-    operator = User.objects.create_user("operator", password="operator-pw", is_staff=True)
-    operator.user_permissions.add(
-        *Permission.objects.filter(codename__in=["view_zohotoken", "revoke_zohotoken"])
+    staff_factory(
+        username="operator", password="operator-pw", permissions=["view_zohotoken", "revoke_zohotoken"]
     )
     page = browser_page
 

@@ -8,9 +8,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 from django.utils import timezone
 
+from tests.helpers import raw_row, write_raw
 from zoho_tokens.models import ZohoToken
 
 
@@ -205,18 +205,13 @@ def test_rotate_keys_stops_at_a_value_in_an_unknown_format(token_factory, settin
     """Values this app never wrote (here a Fernet token) are refused, never rewritten."""
     row = token_factory(client_secret="early-secret")
     key = settings.ZOHO_TOKENS_ENCRYPTION_KEYS[0]
-    table = connection.ops.quote_name(ZohoToken._meta.db_table)
     foreign = Fernet(key.encode()).encrypt(b"early-secret").decode()
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET client_secret = %s WHERE id = %s", [foreign, row.pk])
+    write_raw(row.pk, "client_secret", foreign)
 
     with pytest.raises(CommandError, match=r"zoho_tokens\.ZohoToken\.client_secret"):
         run("zoho_rotate_keys")
 
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT client_secret FROM {table} WHERE id = %s", [row.pk])
-        (stored,) = cursor.fetchone()
-    assert stored == foreign
+    assert raw_row(row.pk)["client_secret"] == foreign
 
 
 def test_rotate_keys_with_a_missing_old_key_fails_clearly(token_factory, settings):

@@ -2,7 +2,6 @@
 
 import multiprocessing
 import threading
-import time
 
 import pytest
 from django.db import connection
@@ -10,16 +9,11 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests import workers
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, org_zgid, signed_token
+from tests.helpers import CLIENT_ID, CLIENT_SECRET, expire, log_in, now_ms, org_zgid, signed_token, workers
 from zoho_tokens.models import ZohoToken
 
 RACE_USER = "race@example.com:1"
 REFRESH_TOKEN = "1000.race-refresh-token.r"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def race_token(access_token: str, expires_at: int) -> OAuthToken:
@@ -117,9 +111,9 @@ def test_an_older_expiry_never_replaces_a_newer_access_token(db, store):
 
 def login_and_expire(sdk, fake_zoho, users) -> dict[str, str]:
     """Log each user in through the SDK, then expire the stored access tokens."""
-    for email, zgid in users:
-        sdk(grant_token_login(fake_zoho.issue_grant_token(email, zgid)))
-    ZohoToken.objects.update(expiry_time=now_ms() - 1000)
+    for user in users:
+        log_in(sdk, fake_zoho, user)
+    expire(*ZohoToken.objects.all())
     return {row.user_name: row.access_token for row in ZohoToken.objects.all()}
 
 

@@ -22,8 +22,15 @@ from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations, ResponseWrapper
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests.ciphertext import open_ciphertext
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URL, grant_token_login
+from tests.helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ENCRYPTED_COLUMNS,
+    REDIRECT_URL,
+    grant_token_login,
+    now_ms,
+)
+from tests.helpers.ciphertext import open_ciphertext
 from zoho_tokens import crypto
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.store import DjangoTokenStore
@@ -33,12 +40,7 @@ REFRESH_TOKEN = "1000.keeper-refresh-token.r"
 ACCESS_TOKEN = "1000.keeper-access-token.a"
 GRANT_TOKEN = "1000.keeper-grant-token.g"
 SECRETS = (CLIENT_SECRET, REFRESH_TOKEN, ACCESS_TOKEN, GRANT_TOKEN)
-ENCRYPTED_COLUMNS = ("client_secret", "refresh_token", "access_token", "grant_token")
 TABLE = ZohoToken._meta.db_table
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def keeper_token(access_token: str = ACCESS_TOKEN, expires_at: int | None = None) -> OAuthToken:

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.core.serializers.base import DeserializationError
 
-from tests.ciphertext import open_ciphertext
+from tests.helpers.ciphertext import open_ciphertext
 from zoho_tokens import crypto
 from zoho_tokens.fields import current_cipher
 from zoho_tokens.models import ZohoToken

@@ -6,34 +6,25 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet
 from django.core.exceptions import FieldError, ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Value
 
-from tests.ciphertext import open_ciphertext
+from tests.helpers import ENCRYPTED_COLUMNS, raw_row, write_raw
+from tests.helpers.ciphertext import open_ciphertext
 from zoho_tokens.crypto import DecryptionError
 from zoho_tokens.models import ZohoToken
-
-SECRET_COLUMNS = ("client_secret", "refresh_token", "access_token", "grant_token")
-
-
-def raw_row(pk: int) -> dict[str, object]:
-    table = connection.ops.quote_name(ZohoToken._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM {table} WHERE id = %s", [pk])
-        names = [column[0] for column in cursor.description]
-        return dict(zip(names, cursor.fetchone(), strict=True))
 
 
 def test_no_secret_is_stored_in_clear(token_factory, settings):
     row = token_factory(grant_token="1000.grant.g")
     stored = raw_row(row.pk)
 
-    secrets = [getattr(row, name) for name in SECRET_COLUMNS]
+    secrets = [getattr(row, name) for name in ENCRYPTED_COLUMNS]
     for value in stored.values():
         for secret in secrets:
             assert secret not in str(value)
     key = settings.ZOHO_TOKENS_ENCRYPTION_KEYS[0]
-    for name, secret in zip(SECRET_COLUMNS, secrets, strict=True):
+    for name, secret in zip(ENCRYPTED_COLUMNS, secrets, strict=True):
         assert open_ciphertext(key, str(stored[name])) == secret
     assert len(str(stored["refresh_token_digest"])) == 64
 
@@ -143,7 +134,7 @@ def test_a_wrong_key_is_a_clear_error_never_ciphertext(token_factory, settings):
     message = str(caught.value)
     assert "ZOHO_TOKENS_ENCRYPTION_KEYS" in message
     assert "zoho_tokens.ZohoToken" in message
-    for name in SECRET_COLUMNS:
+    for name in ENCRYPTED_COLUMNS:
         if stored[name] is not None:
             assert str(stored[name]) not in message
             assert getattr(row, name) not in message
@@ -184,7 +175,7 @@ def test_str_and_repr_reveal_no_secret(token_factory):
     row = token_factory()
 
     for text in (str(row), repr(row)):
-        for name in SECRET_COLUMNS[:3]:
+        for name in ENCRYPTED_COLUMNS[:3]:
             assert getattr(row, name) not in text
         assert row.token_id in text
 
@@ -242,10 +233,7 @@ def flip_one_byte(ciphertext: str, position: int) -> str:
 )
 def test_tampered_ciphertext_is_a_clear_error(token_factory, tamper):
     row = token_factory()
-    table = connection.ops.quote_name(ZohoToken._meta.db_table)
-    tampered = tamper(str(raw_row(row.pk)["client_secret"]))
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET client_secret = %s WHERE id = %s", [tampered, row.pk])
+    write_raw(row.pk, "client_secret", tamper(str(raw_row(row.pk)["client_secret"])))
 
     with pytest.raises(DecryptionError, match=r"zoho_tokens\.ZohoToken\.client_secret"):
         ZohoToken.objects.get(pk=row.pk)
@@ -256,12 +244,7 @@ def test_values_in_an_unknown_format_fail_clearly(token_factory, settings):
     reads as a secret: the error names the field and the setting."""
     row = token_factory(refresh_token="1000.legacy.r")
     fernet = Fernet(settings.ZOHO_TOKENS_ENCRYPTION_KEYS[0].encode())
-    table = connection.ops.quote_name(ZohoToken._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET refresh_token = %s WHERE id = %s",
-            [fernet.encrypt(b"1000.legacy.r").decode(), row.pk],
-        )
+    write_raw(row.pk, "refresh_token", fernet.encrypt(b"1000.legacy.r").decode())
 
     with pytest.raises(
         DecryptionError, match=r"zoho_tokens\.ZohoToken\.refresh_token.*ZOHO_TOKENS_ENCRYPTION_KEYS"

@@ -1,15 +1,23 @@
 """The store refreshes a token about to expire itself, once, and handles each of Zoho's answers."""
 
 import logging
-import time
 
 import pytest
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests.conftest import grant_token_login, org_zgid
-from tests.test_sdk_flows import ALICE, log_in
+from tests.helpers import (
+    ALICE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REDIRECT_URL,
+    expire,
+    grant_token_login,
+    log_in,
+    now_ms,
+    org_zgid,
+)
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.signals import reauthorization_needed, token_refreshed
 from zoho_tokens.testing import DROP
@@ -19,16 +27,12 @@ from zoho_tokens.zoho import token_endpoint
 ALICE_NAME = "alice@example.com:10001"
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @pytest.fixture
 def alice(db, sdk, fake_zoho) -> ZohoToken:
     """Alice logged in through the SDK, her access token expiring in 30 s: inside the
     store's 60 s margin, outside the SDK's own 5 s."""
     log_in(sdk, fake_zoho, ALICE)
-    ZohoToken.objects.update(expiry_time=now_ms() + 30_000)
+    expire(ZohoToken.objects.get(), in_ms=30_000)
     return ZohoToken.objects.get()
 
 
@@ -89,8 +93,22 @@ def test_the_sdk_then_needs_no_refresh_of_its_own(alice, sdk, fake_zoho):
     assert fake_zoho.count("refresh_token") == 1
 
 
+def test_an_expired_row_is_refreshed_before_the_store_hands_it_out(
+    store, tokens_zoho_knows, fake_zoho, zoho_sdk_reset
+):
+    (ann,) = tokens_zoho_knows("ann", expired=True)
+
+    token = store.find_token_by_id(ann.token_id)
+
+    assert fake_zoho.refresh_count(ann.refresh_token) == 1
+    row = ZohoToken.objects.get()
+    assert token.get_access_token() == row.access_token != ann.access_token
+    assert fake_zoho.is_access_token_valid(row.access_token)
+    assert row.expiry_time > now_ms() + 3_000_000
+
+
 def test_a_token_outside_the_margin_is_left_alone(alice, store, fake_zoho):
-    ZohoToken.objects.update(expiry_time=now_ms() + 3_600_000)
+    expire(alice, in_ms=3_600_000)
 
     find_alice(store)
 
@@ -148,10 +166,10 @@ def test_a_new_consent_clears_the_re_authorisation_mark(alice, sdk, store, fake_
     reset_zoho_sdk()
 
     token = OAuthToken(
-        client_id="1000.TESTCLIENT",
-        client_secret="test-client-secret",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
         grant_token=fake_zoho.issue_grant_token(*ALICE),
-        redirect_url="https://app.example.com/zoho/callback",
+        redirect_url=REDIRECT_URL,
         user_signature=UserSignature(ALICE_NAME),
     )
     sdk(token)
@@ -182,7 +200,7 @@ def test_a_rate_limit_backs_off_every_worker(alice, store, fake_zoho, caplog):
 def test_an_expired_token_during_the_back_off_is_a_clear_error(alice, store, fake_zoho):
     fake_zoho.inject_rate_limit("refresh_token")
     find_alice(store)
-    ZohoToken.objects.update(expiry_time=now_ms() - 1000)
+    expire(alice)
 
     with pytest.raises(SDKException, match="rate-limited the refresh"):
         find_alice(store)
@@ -264,7 +282,7 @@ def test_the_token_endpoint_setting_is_the_last_resort(token_factory, zoho_sdk_r
 
 
 def test_without_a_token_endpoint_the_store_does_not_refresh(token_factory, store, zoho_sdk_reset):
-    row = token_factory(api_domain="https://crm.example.test", expiry_time=now_ms() + 10_000)
+    row = token_factory(expiring=True, api_domain="https://crm.example.test")
 
     token = store.find_token_by_id(row.token_id)
 

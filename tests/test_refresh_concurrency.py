@@ -5,7 +5,7 @@ a worker killed mid-refresh leaves nothing locked and nothing half-written; a
 database connection dropped during a save is a clear error and changes nothing;
 and sustained find/save load from several processes never loses the newest token.
 
-Worker processes are started with "spawn" (tests/refresh_workers.py), kept for
+Worker processes are started with "spawn" (tests/helpers/refresh_workers.py), kept for
 the module's tests (starting one costs a second of CPU) and use the parent's test
 database; they reach the fake Zoho only over HTTP. Run with ``-s`` to see the
 measured latency of the refresh path.
@@ -33,8 +33,16 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests import refresh_workers
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, grant_token_login, org_zgid, signed_token
+from tests.helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    expire,
+    log_in,
+    now_ms,
+    org_zgid,
+    refresh_workers,
+    signed_token,
+)
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.testing.fake_zoho import FakeZoho
 from zoho_tokens.testing.pytest_plugin import reset_zoho_sdk
@@ -44,18 +52,10 @@ SPAWN = multiprocessing.get_context("spawn")
 WAIT = refresh_workers.WAIT
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def log_in(sdk, fake_zoho: FakeZoho, email: str, zgid: str) -> ZohoToken:
+def logged_in_row(sdk, fake_zoho: FakeZoho, email: str, zgid: str) -> ZohoToken:
     """A real grant-token login through the SDK; returns the stored row."""
-    sdk(grant_token_login(fake_zoho.issue_grant_token(email, zgid)))
+    log_in(sdk, fake_zoho, (email, zgid))
     return ZohoToken.objects.get(user_name=f"{email}:{zgid}")
-
-
-def expire(*rows: ZohoToken) -> None:
-    ZohoToken.objects.filter(pk__in=[row.pk for row in rows]).update(expiry_time=now_ms() - 1000)
 
 
 def authorizations(fake_zoho: FakeZoho, endpoint: str = "org") -> list[str]:
@@ -216,7 +216,7 @@ def threads_in_flight_during_first_refresh(reports: list[dict[str, Any]]) -> int
 def test_one_expired_token_seen_by_24_workers_in_8_processes_is_refreshed_once(
     worker_pool, sdk, fake_zoho, tmp_path
 ):
-    row = log_in(sdk, fake_zoho, "stampede@example.com", "50001")
+    row = logged_in_row(sdk, fake_zoho, "stampede@example.com", "50001")
     old_access_token = row.access_token
     fake_zoho.set_delay(0.3, "refresh_token")  # the winner's refresh overlaps everyone else's find
     org_calls_before: list[int] = []
@@ -251,7 +251,7 @@ def test_four_expired_users_touched_by_8_processes_are_refreshed_once_each(
     worker_pool, sdk, fake_zoho, tmp_path
 ):
     users = [(f"many{n}@example.com", f"6000{n}") for n in range(4)]
-    rows = [log_in(sdk, fake_zoho, email, zgid) for email, zgid in users]
+    rows = [logged_in_row(sdk, fake_zoho, email, zgid) for email, zgid in users]
     old_access_tokens = {row.user_name: row.access_token for row in rows}
     fake_zoho.set_delay(0.2, "refresh_token")
     org_calls_before: list[int] = []
@@ -322,7 +322,7 @@ def test_a_worker_killed_mid_refresh_releases_its_lock_and_the_next_worker_recov
     sdk, fake_zoho, tmp_path, settings, caplog
 ):
     settings.ZOHO_TOKENS_LOCK_TIMEOUT = 5
-    row = log_in(sdk, fake_zoho, "killed@example.com", "70001")
+    row = logged_in_row(sdk, fake_zoho, "killed@example.com", "70001")
     old_access_token, refresh_token = row.access_token, row.refresh_token
     org_calls_before = fake_zoho.count("org")
     expire(row)
@@ -524,7 +524,7 @@ def test_sustained_find_and_save_load_keeps_one_row_per_user_with_the_newest_tok
 @pytest.mark.django_db(transaction=True)
 def test_latency_of_a_find_that_refreshes_against_a_plain_find(sdk, fake_zoho, store, record_property):
     """Not a benchmark gate: prints (with -s) and records the added latency of the refresh path."""
-    row = log_in(sdk, fake_zoho, "latency@example.com", "11001")
+    row = logged_in_row(sdk, fake_zoho, "latency@example.com", "11001")
     rounds = 20
 
     def timed_find() -> tuple[float, str]:

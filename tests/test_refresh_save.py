@@ -5,8 +5,6 @@ compiled statements honour; the stored rows are read back with raw SQL. The test
 in autocommit, as the SDK's calls usually do (a transaction test case).
 """
 
-import time
-
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -14,21 +12,17 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests.test_encrypted_fields import raw_row
+from tests.helpers import now_ms, raw_row
 from zoho_tokens.models import ZohoToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def later_ms(hours: float = 2) -> str:
-    return str(int(time.time() * 1000 + hours * 3_600_000))
 
 
 def refreshed(store, row: ZohoToken, access_token: str = "1000.refreshed.a") -> OAuthToken:
     """What the SDK saves after a refresh: the token it found, with a new access token."""
     token = store.find_token_by_id(row.token_id)
     token.set_access_token(access_token)
-    token.set_expires_in(later_ms())
+    token.set_expires_in(str(now_ms() + 7_200_000))
     return token
 
 

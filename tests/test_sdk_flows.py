@@ -1,7 +1,6 @@
 """The real Zoho SDK drives DjangoTokenStore against the fake Zoho over HTTP."""
 
 import threading
-import time
 
 import pytest
 from django.db import connection
@@ -10,16 +9,9 @@ from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from tests.conftest import grant_token_login, org_zgid
+from tests.helpers import ALICE, BOB, expire, grant_token_login, log_in, now_ms, org_zgid
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.testing.pytest_plugin import reset_zoho_sdk
-
-ALICE = ("alice@example.com", "10001")
-BOB = ("bob@example.com", "20002")
-
-
-def log_in(sdk, fake_zoho, user=ALICE) -> OAuthToken:
-    return sdk(grant_token_login(fake_zoho.issue_grant_token(*user)))
 
 
 def test_first_login_with_a_grant_token_stores_one_row(db, sdk, fake_zoho):
@@ -32,7 +24,7 @@ def test_first_login_with_a_grant_token_stores_one_row(db, sdk, fake_zoho):
     assert row.access_token == token.get_access_token()
     assert row.refresh_token == token.get_refresh_token()
     assert row.client_secret == "test-client-secret"
-    assert int(row.expiry_time) > time.time() * 1000
+    assert int(row.expiry_time) > now_ms()
     assert row.last_refreshed_at is not None
     assert fake_zoho.count("authorization_code") == 1
     assert fake_zoho.count("refresh_token") == 0
@@ -66,7 +58,7 @@ def test_an_expired_access_token_is_refreshed_once_and_the_row_updated(db, sdk, 
     log_in(sdk, fake_zoho)
     row = ZohoToken.objects.get()
     old_access_token = row.access_token
-    ZohoToken.objects.filter(pk=row.pk).update(expiry_time=int(time.time() * 1000) - 1000)
+    expire(row)
     reset_zoho_sdk()
 
     sdk(OAuthToken(user_signature=UserSignature("alice@example.com:10001")))
@@ -79,7 +71,7 @@ def test_an_expired_access_token_is_refreshed_once_and_the_row_updated(db, sdk, 
     assert ZohoToken.objects.count() == 1
     assert row.access_token != old_access_token
     assert fake_zoho.is_access_token_valid(row.access_token)
-    assert int(row.expiry_time) > time.time() * 1000
+    assert int(row.expiry_time) > now_ms()
     # The old access token's digest no longer finds anything; the new one does.
     assert not ZohoToken.objects.filter(access_token=old_access_token).exists()
     assert ZohoToken.objects.get(access_token=row.access_token).pk == row.pk

@@ -1,13 +1,13 @@
 """DjangoTokenStore against the contract, one method at a time (SDK_CONTRACT.md, points 1-12)."""
 
 import logging
-import time
 
 import pytest
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
+from tests.helpers import now_ms, raw_row
 from zoho_tokens import services
 from zoho_tokens.models import ZohoToken
 
@@ -100,6 +100,15 @@ def test_grant_token_first_then_refresh_token(store, token_factory):
     assert token.get_id() == by_refresh.token_id
 
 
+def test_a_row_with_only_a_grant_token_is_found_by_it(store, token_factory):
+    row = token_factory(grant_only=True)
+    token = OAuthToken(client_id="1000.C", client_secret="s", grant_token=row.grant_token)
+
+    assert store.find_token(token) is token
+    assert token.get_id() == row.token_id
+    assert (token.get_refresh_token(), token.get_access_token(), token.get_expires_in()) == (None, None, None)
+
+
 def test_an_id_only_token_matches_its_own_row(store, token_factory):
     token_factory()
     target = token_factory()
@@ -120,8 +129,7 @@ def test_no_match_returns_none_and_leaves_the_token_alone(store, token_factory):
 
 
 def test_revoked_rows_never_match(store, token_factory):
-    row = token_factory()
-    services.revoke(ZohoToken.objects.filter(pk=row.pk), at_zoho=False)
+    row = token_factory(revoked=True)
 
     assert store.find_token(by_name(row.user_name)) is None
     assert store.find_token(OAuthToken(id=row.token_id)) is None
@@ -140,7 +148,7 @@ def test_save_token_ignores_non_tokens(store):
 
 def test_save_token_inserts_with_a_generated_id_set_in_place(store):
     token = new_token(access_token="1000.carol.a")
-    token.set_expires_in(str(int(time.time() * 1000) + 3_600_000))
+    token.set_expires_in(str(now_ms() + 3_600_000))
 
     store.save_token(token)
 
@@ -196,7 +204,7 @@ def test_save_token_by_id_updates_that_row(store, token_factory):
 
 
 def test_an_older_expiry_never_replaces_a_newer_one(store, token_factory):
-    newer = int(time.time() * 1000) + 7_200_000
+    newer = now_ms() + 7_200_000
     row = token_factory(user_name="ivy@example.com:9", access_token="1000.newer.a", expiry_time=newer)
     stale = by_name("ivy@example.com:9")
     stale.set_access_token("1000.older.a")
@@ -243,8 +251,7 @@ def test_an_email_only_name_updates_the_full_name_row(store, token_factory):
 
 
 def test_a_revoked_user_comes_back_only_with_a_new_authorisation(store, token_factory):
-    row = token_factory(user_name="lee@example.com:12", refresh_token="1000.old.r")
-    services.revoke(ZohoToken.objects.all(), at_zoho=False)
+    row = token_factory(revoked=True, user_name="lee@example.com:12", refresh_token="1000.old.r")
     stale = by_name("lee@example.com:12")
     stale.set_access_token("1000.stale.a")
 
@@ -313,7 +320,7 @@ def test_get_tokens_lists_complete_tokens(store, token_factory):
 
 def test_delete_tokens_removes_every_row(store, token_factory):
     token_factory()
-    services.revoke(ZohoToken.objects.filter(pk=token_factory().pk), at_zoho=False)
+    token_factory(revoked=True)
 
     store.delete_tokens()
 
@@ -334,14 +341,12 @@ def test_failures_are_logged_without_secrets(store, token_factory, caplog):
 
 
 def test_an_update_rewrites_only_what_changed(store, token_factory):
-    from tests.test_encrypted_fields import raw_row
-
     row = token_factory(user_name="nia@example.com:1")
     before = raw_row(row.pk)
     token = by_name("nia@example.com:1")
     store.find_token(token)
     token.set_access_token("1000.fresh.a")
-    token.set_expires_in(str(int(time.time() * 1000) + 7_200_000))
+    token.set_expires_in(str(now_ms() + 7_200_000))
 
     store.save_token(token)
 
@@ -357,8 +362,6 @@ def test_an_update_rewrites_only_what_changed(store, token_factory):
 
 
 def test_saving_an_unchanged_token_writes_nothing(store, token_factory):
-    from tests.test_encrypted_fields import raw_row
-
     row = token_factory(user_name="oli@example.com:1")
     before = raw_row(row.pk)
     token = by_name("oli@example.com:1")
@@ -370,7 +373,7 @@ def test_saving_an_unchanged_token_writes_nothing(store, token_factory):
 
 
 def test_an_older_expiry_with_an_id_never_replaces_a_newer_one(store, token_factory):
-    newer = int(time.time() * 1000) + 7_200_000
+    newer = now_ms() + 7_200_000
     row = token_factory(access_token="1000.newer.a", expiry_time=newer)
     stale = store.find_token_by_id(row.token_id)
     stale.set_access_token("1000.older.a")
@@ -387,7 +390,7 @@ def test_a_refreshed_token_of_a_revoked_row_is_refused(store, token_factory):
     token = store.find_token_by_id(row.token_id)
     services.revoke(ZohoToken.objects.all(), at_zoho=False)
     token.set_access_token("1000.after-revocation.a")
-    token.set_expires_in(str(int(time.time() * 1000) + 7_200_000))
+    token.set_expires_in(str(now_ms() + 7_200_000))
 
     with pytest.raises(SDKException, match="was revoked"):
         store.save_token(token)
@@ -395,8 +398,7 @@ def test_a_refreshed_token_of_a_revoked_row_is_refused(store, token_factory):
 
 
 def test_iter_tokens_pages_through_every_active_token(store, token_factory):
-    rows = [token_factory() for _ in range(7)]
-    services.revoke(ZohoToken.objects.filter(pk=rows[3].pk), at_zoho=False)
+    rows = [token_factory(revoked=(n == 3)) for n in range(7)]
 
     tokens = list(store.iter_tokens(chunk_size=2))
 
@@ -405,8 +407,7 @@ def test_iter_tokens_pages_through_every_active_token(store, token_factory):
 
 
 def test_iter_tokens_goes_on_past_a_page_of_revoked_rows(store, token_factory):
-    rows = [token_factory() for _ in range(6)]
-    services.revoke(ZohoToken.objects.filter(pk__in=[rows[2].pk, rows[3].pk]), at_zoho=False)
+    rows = [token_factory(revoked=(n in (2, 3))) for n in range(6)]
 
     tokens = list(store.iter_tokens(chunk_size=2))
 

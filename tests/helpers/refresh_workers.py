@@ -1,6 +1,6 @@
 """Child processes for tests/test_refresh_concurrency.py, started with the "spawn" method.
 
-Like tests/workers.py, nothing here touches Django at import time: a child
+Like ``workers``, nothing here touches Django at import time: a child
 configures Django itself (``setup_django``) and points the default database at the
 parent's test database. Children reach the fake Zoho only over HTTP: they get its
 base and token URLs as strings and never call a ``FakeZoho`` method.
@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from tests.workers import setup_django
+from tests.helpers.workers import setup_django
 
 WAIT = 60  # seconds a child waits for the parent
 
@@ -181,7 +181,7 @@ def find_and_save(
     ``[{user: (highest expiry written, its access token)}, cycles done]``; a write
     counts only once ``save_token`` returned.
     """
-    from django.conf import settings
+    from django.test import override_settings
     from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
     from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
@@ -230,11 +230,8 @@ def find_and_save(
             newest[user_name] = (expiry, access_token)
         return newest, cycles - failed_cycles, failures
 
-    settings.ZOHO_TOKENS_REFRESH = False  # no HTTP in this test, whatever the expiry
-    try:
+    with override_settings(ZOHO_TOKENS_REFRESH=False):  # no HTTP in this test, whatever the expiry
         reports, errors = in_threads(1, cycle_all, worker, go, messages)
-    finally:
-        del settings.ZOHO_TOKENS_REFRESH
     if not reports:
         return [], errors
     ((newest, done, failures),) = reports
