@@ -2,8 +2,6 @@
 refresh path's single locked read and narrow write, the Django-cursor setting, and
 settings read live."""
 
-import time
-
 import pytest
 from django.core import checks
 from django.db import connection
@@ -92,7 +90,7 @@ def test_the_django_cursor_setting_shows_every_lookup_to_the_cursor_wrapper(
 def test_the_refresh_reads_the_row_once_under_its_lock_and_writes_only_what_changed(
     store, tokens_zoho_knows, fake_zoho
 ):
-    (row,) = tokens_zoho_knows("ann", expiry_time=int(time.time() * 1000) + 30_000)
+    (row,) = tokens_zoho_knows("ann", expiring=True)
     table = ZohoToken._meta.db_table
 
     with CaptureQueriesContext(connection) as captured:
