@@ -29,6 +29,7 @@ from django.db import DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import post_save
 from django.db.utils import load_backend
+from django.utils import timezone
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
@@ -318,16 +319,17 @@ def row_lock_is_held(pk: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_killed_mid_refresh_releases_its_lock_and_the_next_worker_recovers(
+def test_a_worker_killed_mid_refresh_leaves_a_claim_that_expires_and_the_next_worker_refreshes(
     sdk, fake_zoho, tmp_path, settings, caplog
 ):
-    settings.ZOHO_TOKENS_LOCK_TIMEOUT = 5
+    deadline = 2.0
+    settings.ZOHO_TOKENS_REFRESH_TIMEOUT = deadline
     row = logged_in_row(sdk, fake_zoho, "killed@example.com", "70001")
     old_access_token, refresh_token = row.access_token, row.refresh_token
     org_calls_before = fake_zoho.count("org")
     expire(row)
-    # The fake issues the new token, then waits before answering: the child sits in
-    # the store's refresh transaction, row locked, until it is killed.
+    # The fake issues the new token, then waits before answering: the child sits in the
+    # store's refresh, its claim held, until it is killed.
     fake_zoho.set_delay(5, "refresh_token")
     messages = SPAWN.Queue()
     child = SPAWN.Process(
@@ -339,20 +341,25 @@ def test_a_worker_killed_mid_refresh_releases_its_lock_and_the_next_worker_recov
             str(tmp_path),
             row.user_name,
             messages,
+            {"ZOHO_TOKENS_REFRESH_TIMEOUT": deadline},
         ),
     )
     with started([child]):
         assert messages.get(timeout=WAIT) == "started"
-        deadline = time.monotonic() + WAIT
-        while fake_zoho.count("refresh_token") == 0 and child.is_alive() and time.monotonic() < deadline:
+        give_up = time.monotonic() + WAIT
+        while fake_zoho.count("refresh_token") == 0 and child.is_alive() and time.monotonic() < give_up:
             time.sleep(0.01)
         assert fake_zoho.count("refresh_token") == 1
         assert child.is_alive(), messages.get(timeout=1)
-        assert row_lock_is_held(row.pk)
+        # Waiting for Zoho, the child holds a claim, and no lock or transaction.
+        assert not row_lock_is_held(row.pk)
         child.kill()
         child.join(timeout=10)
     assert child.exitcode == -signal.SIGKILL
     assert messages.empty()
+    claimed = ZohoToken.objects.get(pk=row.pk)
+    assert claimed.refresh_claimed_by.endswith(tuple("0123456789abcdef"))
+    assert claimed.refresh_claimed_until > timezone.now()
     fake_zoho.set_delay(0, "refresh_token")
     reset_zoho_sdk()
     caplog.set_level(logging.INFO, logger="zoho_tokens")
@@ -362,9 +369,10 @@ def test_a_worker_killed_mid_refresh_releases_its_lock_and_the_next_worker_recov
     assert org_zgid() == "70001"
     recovery = time.monotonic() - begun
 
-    # The dead connection's lock went with it: no wait for the lock timeout,
-    # and the store refreshed itself (it did not fall back to the SDK's refresh).
-    assert recovery < settings.ZOHO_TOKENS_LOCK_TIMEOUT, recovery
+    # The next worker waited for the dead worker's claim to expire (the deadline plus
+    # the slack for applying an answer), then refreshed itself: the SDK did not.
+    assert recovery < deadline + 3, recovery
+    assert timezone.now() >= claimed.refresh_claimed_until
     messages_logged = [record.getMessage() for record in caplog.records]
     assert not [m for m in messages_logged if m.startswith("Could not refresh token")], messages_logged
     assert f"Refreshed the access token of token {row.token_id}" in messages_logged
@@ -378,6 +386,7 @@ def test_a_worker_killed_mid_refresh_releases_its_lock_and_the_next_worker_recov
     assert authorizations(fake_zoho)[org_calls_before:] == [row.access_token]
     assert row.expiry_time > now_ms() + 3_000_000
     assert (row.needs_reauthorization_at, row.refresh_retry_at, row.refresh_error) == (None, None, "")
+    assert (row.refresh_claimed_by, row.refresh_claimed_until) == ("", None)
     assert not row_lock_is_held(row.pk)
 
 

@@ -245,15 +245,25 @@ TASKS: dict[str, Callable[..., Outcome]] = {"call_org": call_org, "find_and_save
 
 
 def refresh_until_killed(
-    database_name: str, base_url: str, token_url: str, resource_path: str, user_name: str, messages: Any
+    database_name: str,
+    base_url: str,
+    token_url: str,
+    resource_path: str,
+    user_name: str,
+    messages: Any,
+    overrides: dict[str, Any] | None = None,
 ) -> None:
     """Initialise the SDK for a user whose token expired: the store starts a refresh.
 
     The parent makes the fake Zoho slow to answer and kills this process while the
-    store waits for the answer, holding the row lock in an open transaction.
+    store waits for the answer, holding its claim on the refresh. ``overrides`` are
+    settings for this process (the parent's own do not reach it).
     """
     try:
         setup_django(database_name)
+        from django.test import override_settings
+
+        override_settings(**(overrides or {})).enable()
         messages.put("started")
         initialize_sdk(base_url, token_url, resource_path, user_name)
         messages.put("finished")  # the parent was too slow to kill us

@@ -7,17 +7,18 @@
 """
 
 from .maintenance import PurgeReport, purge, purgeable, rotate_keys
-from .refresh import refresh_due, refresh_if_due, refresh_or_refuse
+from .refresh import backoff_seconds, refresh_due, refresh_once, refresh_or_refuse
 from .revocation import RevocationReport, revoke
 from .save import save_token
 
 __all__ = [
     "PurgeReport",
     "RevocationReport",
+    "backoff_seconds",
     "purge",
     "purgeable",
     "refresh_due",
-    "refresh_if_due",
+    "refresh_once",
     "refresh_or_refuse",
     "revoke",
     "rotate_keys",
