@@ -19,9 +19,11 @@ import multiprocessing
 import signal
 import sqlite3
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -565,3 +567,159 @@ def test_latency_of_a_find_that_refreshes_against_a_plain_find(sdk, fake_zoho, s
         f"\n[{connection.vendor}] find_token: plain {plain_ms:.2f} ms, refresh path {refreshing_ms:.2f} ms, "
         f"added {refreshing_ms - plain_ms:.2f} ms (mean of {rounds}; fake Zoho on 127.0.0.1, no delay)"
     )
+
+
+# --- 7. a slow Zoho: nothing held while waiting, one call, a real deadline ---------------
+
+
+class HeldMonitor:
+    """Polls the database, from its own connection, for what the workers hold.
+
+    ``longest`` is the longest time any other connection to the test database was
+    seen inside an open transaction (PostgreSQL, MariaDB) or holding SQLite's write
+    lock, in seconds; ``lock_waits`` is the longest wait on a lock (PostgreSQL).
+    """
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.lock_waits = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._database = connection.settings_dict["NAME"]
+        self._vendor = connection.vendor
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        if self._vendor == "sqlite":
+            self._watch_sqlite()
+            return
+        probe = fresh_connection()
+        try:
+            while not self._stop.wait(0.05):
+                with probe.cursor() as cursor:
+                    held, waited = self._query(cursor)
+                self.longest = max(self.longest, held)
+                self.lock_waits = max(self.lock_waits, waited)
+        finally:
+            probe.close()
+
+    def _query(self, cursor: Any) -> tuple[float, float]:
+        if self._vendor == "postgresql":
+            cursor.execute(
+                "SELECT COALESCE(MAX(EXTRACT(EPOCH FROM now() - xact_start)), 0),"
+                " COALESCE(MAX(EXTRACT(EPOCH FROM now() - state_change))"
+                " FILTER (WHERE wait_event_type = 'Lock'), 0)"
+                " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                " AND xact_start IS NOT NULL AND backend_type = 'client backend'",
+                [self._database],
+            )
+        else:
+            cursor.execute(
+                "SELECT COALESCE(MAX(TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6))) / 1e6, 0), 0"
+                " FROM information_schema.innodb_trx t"
+                " JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id"
+                " WHERE p.db = %s AND p.id <> CONNECTION_ID()",
+                [self._database],
+            )
+        held, waited = cursor.fetchone()
+        return float(held), float(waited)
+
+    def _watch_sqlite(self) -> None:
+        locked_since: float | None = None
+        while not self._stop.wait(0.05):
+            probe = sqlite3.connect(self._database, timeout=0, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+                locked_since = None
+            except sqlite3.OperationalError:
+                locked_since = locked_since or time.monotonic()
+                self.longest = max(self.longest, time.monotonic() - locked_since)
+            finally:
+                probe.close()
+
+
+def lookups_by_8_processes(
+    worker_pool: WorkerPool, row: ZohoToken, overrides: dict[str, Any], database: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], HeldMonitor]:
+    monitor = HeldMonitor()
+    kwargs = {"token_id": row.token_id, "threads": 1, "overrides": overrides, "database": database}
+    try:
+        outcomes = worker_pool.run("timed_lookups", [kwargs] * 8, 1, monitor.start)
+    finally:
+        monitor.stop()
+    assert [errors for _, errors in outcomes] == [[]] * 8
+    reports = [report for worker_reports, _ in outcomes for report in worker_reports]
+    for report in reports:
+        report["seconds"] = report["ended"] - report["started"]
+    return reports, monitor
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_eight_processes_and_a_zoho_taking_3_s_make_one_call_and_hold_nothing_while_waiting(
+    worker_pool, tokens_zoho_knows, fake_zoho
+):
+    (row,) = tokens_zoho_knows("slow", expired=True)
+    fake_zoho.set_delay(3, "refresh_token")
+    overrides = {"ZOHO_TOKENS_TOKEN_URL": fake_zoho.token_url, "ZOHO_TOKENS_REFRESH_TIMEOUT": 10}
+
+    reports, monitor = lookups_by_8_processes(worker_pool, row, overrides)
+
+    print(
+        f"\n[{connection.vendor}] Zoho 3 s, 8 processes: lookups {min(r['seconds'] for r in reports):.2f}-"
+        f"{max(r['seconds'] for r in reports):.2f} s; longest open transaction {monitor.longest:.2f} s; "
+        f"longest lock wait {monitor.lock_waits:.2f} s"
+    )
+    assert fake_zoho.count("refresh_token") == 1
+    row.refresh_from_db()
+    assert fake_zoho.is_access_token_valid(row.access_token)
+    assert [(r["error"], r["access_token"]) for r in reports] == [(None, row.access_token)] * 8
+    assert max(r["seconds"] for r in reports) < 5
+    assert monitor.longest < 1.0
+    assert monitor.lock_waits < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("slowness", ["delay", "drip"])
+def test_a_zoho_slower_than_the_deadline_is_cut_off_once_and_every_worker_backs_off(
+    worker_pool, tokens_zoho_knows, fake_zoho, slowness
+):
+    (row,) = tokens_zoho_knows("dripping", expired=True)
+    if slowness == "delay":
+        fake_zoho.set_delay(4, "refresh_token")
+    else:
+        fake_zoho.set_drip(0.3, "refresh_token")  # never silent for a whole per-read timeout
+    deadline = 1.0
+    overrides = {"ZOHO_TOKENS_TOKEN_URL": fake_zoho.token_url, "ZOHO_TOKENS_REFRESH_TIMEOUT": deadline}
+    before = ZohoToken.objects.values().get()
+
+    reports, monitor = lookups_by_8_processes(worker_pool, row, overrides)
+    again, _ = lookups_by_8_processes(worker_pool, row, overrides)
+
+    print(
+        f"\n[{connection.vendor}] Zoho {slowness}, deadline {deadline} s: lookups up to "
+        f"{max(r['seconds'] for r in reports):.2f} s, then {max(r['seconds'] for r in again):.2f} s"
+    )
+    # One call, cut off at the deadline; nobody calls again within the back-off.
+    assert fake_zoho.count("refresh_token") == 1
+    assert max(r["seconds"] for r in reports) < deadline + 1
+    for report in reports + again:
+        assert report["access_token"] is None
+        assert "has expired and Zoho could not refresh it" in report["error"]
+        assert "the store retries after" in report["error"]
+        assert row.refresh_token not in report["error"]
+    after = ZohoToken.objects.values().get()
+    for name in ("refresh_token", "access_token", "expiry_time", "client_secret"):
+        assert after[name] == before[name]
+    assert after["refresh_failures"] == 1
+    assert "no complete answer within 1 s" in after["refresh_error"]
+    assert after["refresh_retry_at"] >= timezone.now() + timedelta(seconds=25)
+    assert monitor.longest < 1.0
