@@ -306,3 +306,37 @@ def test_without_a_token_endpoint_the_store_does_not_refresh(token_factory, stor
     token = store.find_token_by_id(row.token_id)
 
     assert token.get_access_token() == row.access_token
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            {"access_token": "1000.new.a", "api_domain": "https://www.zohoapis.com"},
+            "expires_in missing or invalid",
+        ),
+        ({"access_token": None, "expires_in": 3600}, "access_token is not a token"),
+        ({"access_token": "", "expires_in": 3600}, "access_token is not a token"),
+        ({"access_token": "1000.new.a", "expires_in": "soon"}, "expires_in missing or invalid"),
+        ({"access_token": "1000.new.a", "expires_in": -5}, "expires_in missing or invalid"),
+        ({"access_token": "1000.new.a", "expires_in": 10**12}, "expires_in missing or invalid"),
+        ({"access_token": "1000.new.a", "expires_in": 3600, "api_domain": 7}, "api_domain is not a URL"),
+    ],
+)
+def test_a_malformed_refresh_answer_is_a_failed_refresh_and_stores_nothing(
+    alice, store, fake_zoho, body, reason
+):
+    fake_zoho.inject_error("refresh_token", body=body)
+    before = ZohoToken.objects.values().get()
+
+    token = find_alice(store)  # still valid for 30 s: the current token serves
+    expire(alice)
+    with pytest.raises(SDKException, match=f"Zoho could not refresh it \\(malformed answer: {reason}\\)"):
+        find_alice(store)
+
+    assert token.get_access_token() == alice.access_token
+    after = ZohoToken.objects.values().get()
+    for name in ("access_token", "access_token_digest", "refresh_token", "api_domain"):
+        assert after[name] == before[name]
+    assert after["refresh_error"] == f"malformed answer: {reason}"
+    assert fake_zoho.count("refresh_token") == 1
