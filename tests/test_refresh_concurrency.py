@@ -29,10 +29,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import post_save
@@ -813,3 +815,39 @@ def test_behind_pgbouncer_in_transaction_mode_a_slow_zoho_still_makes_one_call(
     assert [(r["error"], r["access_token"]) for r in reports] == [(None, row.access_token)] * 8
     assert max(r["seconds"] for r in reports) < 5
     assert monitor.longest < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_proactive_refresh_racing_eight_workers_still_makes_one_call_per_token(
+    worker_pool, tokens_zoho_knows, fake_zoho
+):
+    rows = tokens_zoho_knows("race1", "race2", expired=True)
+    fake_zoho.set_delay(0.5, "refresh_token")
+    overrides = {"ZOHO_TOKENS_TOKEN_URL": fake_zoho.token_url}
+    outputs: list[str] = []
+
+    def proactive() -> None:
+        out = StringIO()
+        call_command("zoho_refresh_tokens", "--expiring-within", "600", stdout=out)
+        outputs.append(out.getvalue())
+        connection.close()
+
+    runner = threading.Thread(target=proactive)
+    kwargs = [{"token_id": rows[n % 2].token_id, "threads": 1, "overrides": overrides} for n in range(8)]
+    outcomes = worker_pool.run("timed_lookups", kwargs, 1, runner.start)
+    runner.join(timeout=WAIT)
+
+    assert [errors for _, errors in outcomes] == [[]] * 8
+    assert fake_zoho.count("refresh_token") == 2
+    for row in rows:
+        assert fake_zoho.refresh_count(row.refresh_token) == 1
+    fresh = {row.token_id: ZohoToken.objects.get(pk=row.pk).access_token for row in rows}
+    reports = [
+        (kwargs[n]["token_id"], report)
+        for n, (worker_reports, _) in enumerate(outcomes)
+        for report in worker_reports
+    ]
+    assert all(report["access_token"] == fresh[token_id] for token_id, report in reports)
+    (output,) = outputs
+    assert output.startswith("Refreshed ") and "0 rejected" in output and "0 failed" in output

@@ -50,18 +50,19 @@ POLL_FIRST, POLL_LONGEST = 0.05, 0.5
 _WORKER = f"{socket.gethostname()[:60]}:{os.getpid()}"
 
 
-def refresh_due(token: TokenState, now: datetime | None = None) -> bool:
+def refresh_due(token: TokenState, now: datetime | None = None, *, margin: float | None = None) -> bool:
     """Whether the store should refresh ``token`` now: the one refresh policy.
 
-    Yes when the store refreshes at all, the access token expires within
-    ``ZOHO_TOKENS_REFRESH_MARGIN``, the token holds what a refresh needs, and no
-    earlier attempt asked to wait (re-authorisation, back-off after a failure).
+    Yes when the store refreshes at all, the access token expires within ``margin``
+    seconds (``ZOHO_TOKENS_REFRESH_MARGIN``; a proactive refresh looks further ahead),
+    the token holds what a refresh needs, and no earlier attempt asked to wait
+    (re-authorisation, back-off after a failure).
     """
     if not app_settings.REFRESH or token.needs_reauthorization_at is not None:
         return False
     if token.refresh_retry_at is not None and token.refresh_retry_at > (now or timezone.now()):
         return False
-    if not token.expires_within(app_settings.REFRESH_MARGIN):
+    if not token.expires_within(app_settings.REFRESH_MARGIN if margin is None else margin):
         return False
     return bool(token.refresh_token and token.client_id and token.client_secret)
 
@@ -123,7 +124,9 @@ def _why_not_refreshed(token: TokenState) -> str:
     )
 
 
-def refresh_once(found: StoredValues, *, using: str, token_url: str) -> StoredValues | None:
+def refresh_once(
+    found: StoredValues, *, using: str, token_url: str, margin: float | None = None
+) -> StoredValues | None:
     """Refresh ``found`` at Zoho at most once across every worker; returns the current token.
 
     Claims the refresh, or waits (bounded by the claim's deadline) for the worker that
@@ -133,12 +136,12 @@ def refresh_once(found: StoredValues, *, using: str, token_url: str) -> StoredVa
     current: StoredValues | None = found
     give_up = time.monotonic() + app_settings.REFRESH_TIMEOUT + CLAIM_SLACK_SECONDS
     pause = POLL_FIRST
-    while current is not None and refresh_due(current):
-        claim = claim_refresh(current, using=using)
+    while current is not None and refresh_due(current, margin=margin):
+        claim = claim_refresh(current, using=using, margin=margin)
         if claim is not None:
             return refresh_with_claim(current, claim, using=using, token_url=token_url)
         current = ValueFinder(using).one("token_id", current.token_id)
-        if current is None or not refresh_due(current):
+        if current is None or not refresh_due(current, margin=margin):
             break  # refreshed by the winner, backing off, or gone
         if not current.expires_within(SDK_REFRESH_SECONDS) or time.monotonic() >= give_up:
             break  # the token in hand still serves; or the refusal says why
@@ -147,12 +150,13 @@ def refresh_once(found: StoredValues, *, using: str, token_url: str) -> StoredVa
     return current
 
 
-def claim_refresh(token: TokenState, *, using: str) -> str | None:
+def claim_refresh(token: TokenState, *, using: str, margin: float | None = None) -> str | None:
     """Claim the refresh of ``token`` with one conditional UPDATE; the claim, or ``None``
     when another worker holds one, or the row no longer needs a refresh."""
     now = timezone.now()
     claim = f"{_WORKER}:{secrets.token_hex(4)}"
-    due_before_ms = int(now.timestamp() * 1000 + app_settings.REFRESH_MARGIN * 1000)
+    ahead = app_settings.REFRESH_MARGIN if margin is None else margin
+    due_before_ms = int(now.timestamp() * 1000 + ahead * 1000)
     claimed = (
         ZohoToken.objects.using(using)
         .filter(
