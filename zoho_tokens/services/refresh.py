@@ -82,8 +82,8 @@ def refresh_or_refuse(found: StoredValues | None, *, using: str, new_consent: bo
     """
     if found is None:
         return None
-    token_url = zoho.token_endpoint(found.api_domain)
-    if token_url is not None and refresh_due(found):
+    token_url = zoho.token_endpoint(found.api_domain) if refresh_due(found) else None
+    if token_url is not None:
         found = refresh_once(found, using=using, token_url=token_url)
         if found is None:
             return None  # deleted or revoked meanwhile
@@ -94,7 +94,8 @@ def refresh_or_refuse(found: StoredValues | None, *, using: str, new_consent: bo
             f"Token {found.token_id} needs re-authorisation: Zoho rejected its refresh token "
             f"({found.refresh_error}). Send the user through Zoho's consent screen again."
         )
-    if token_url is not None and _sdk_would_refresh(found):
+    # Without a known token endpoint the store cannot refresh, and the SDK may.
+    if _sdk_would_refresh(found) and zoho.token_endpoint(found.api_domain) is not None:
         raise store_error(_why_not_refreshed(found))
     return found
 
