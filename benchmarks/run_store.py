@@ -87,8 +87,15 @@ def _mysqldb_args(database: str | None = None) -> dict[str, Any]:
 
 def django_databases(db: str, sqlite_path: str) -> dict[str, Any]:
     if db == "sqlite":
-        # Django's defaults: rollback journal (journal_mode=DELETE), synchronous=FULL.
-        return {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sqlite_path}}
+        # Django's defaults (rollback journal, journal_mode=DELETE; synchronous=FULL) plus
+        # what the README requires of a token database on SQLite: every transaction takes
+        # the write lock at BEGIN, and waits up to 20 s for it (Django 5.1+).
+        import django
+
+        default: dict[str, Any] = {"ENGINE": "django.db.backends.sqlite3", "NAME": sqlite_path}
+        if django.VERSION >= (5, 1):
+            default["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+        return {"default": default}
     if db == "postgresql":
         default = {
             "ENGINE": "django.db.backends.postgresql",
