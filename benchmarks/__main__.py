@@ -6,8 +6,13 @@ this driver collects their JSON, prints one table and the PASS/FAIL of every tar
 
     python -m benchmarks                 # 1,000 and 100,000 tokens; FileStore at 1,000 and 10,000
     python -m benchmarks --quick         # smoke run: 200 and 2,000 tokens, fewer and shorter repeats
+    python -m benchmarks --refresh-path  # the refresh path instead, Zoho at 0, 0.2 and 3 s (~2.5 min)
     python -m benchmarks --json out.json # also keep the raw figures
     python -m benchmarks --report out.json  # print the table again from a saved run
+
+``--refresh-path`` runs ``benchmarks.run_refresh`` once per database: the latency of the
+lookup that refreshes, of a worker waiting for it, and the Zoho calls of four threads
+asking at once, with the store refreshing and with the SDK refreshing alone.
 
 Exit status: 0 when every target passes, 1 when one fails, 2 when a worker failed.
 """
@@ -52,6 +57,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--full-memory", action="store_true", help="also trace get_tokens() (the list) on the largest tables"
     )
+    parser.add_argument(
+        "--refresh-path",
+        action="store_true",
+        help="run the refresh-path benchmark (benchmarks.run_refresh) instead of the store tables",
+    )
+    parser.add_argument(
+        "--zoho-delays",
+        default="0,0.2,3",
+        help="with --refresh-path: the fake Zoho's delays in seconds (default 0,0.2,3)",
+    )
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--report", metavar="JSON", help="print the report of a saved run and exit")
     args = parser.parse_args(argv)
@@ -66,7 +81,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_worker(module: str, options: list[str], env: dict[str, str], label: str) -> dict[str, Any]:
+def run_worker(
+    module: str, options: list[str], env: dict[str, str], label: str, identity: dict[str, Any]
+) -> dict[str, Any]:
+    """Runs one worker process; its JSON, or ``identity`` with the error when it failed."""
     fd, out = tempfile.mkstemp(prefix="zoho_tokens_bench_", suffix=".json")
     os.close(fd)
     command = [sys.executable, "-m", module, *options, "--out", out]
@@ -74,7 +92,7 @@ def run_worker(module: str, options: list[str], env: dict[str, str], label: str)
     try:
         done = subprocess.run(command, env=env, check=False)
         if done.returncode != 0:
-            return {"db": label.split()[0], "rows": int(label.split()[1]), "error": f"exit {done.returncode}"}
+            return {**identity, "error": f"exit {done.returncode}"}
         with open(out, encoding="utf-8") as handle:
             return json.load(handle)  # type: ignore[no-any-return]
     finally:
@@ -105,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report:
         with open(args.report, encoding="utf-8") as handle:
             saved = json.load(handle)
-        text, verdicts = report.render(saved["runs"], saved["meta"])
+        text, verdicts = report.render(saved["runs"], saved["meta"], saved.get("refresh_runs"))
         print(text)
         return 1 if verdicts.failed else 0
 
@@ -117,42 +135,83 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env.get("PYTHONPATH")])
     )
+    dbs = [d.strip() for d in args.dbs.split(",") if d.strip()]
+    if args.refresh_path:
+        return refresh_path(args, dbs, env)
     cache_dir = tempfile.mkdtemp(prefix="zoho_tokens_bench_rows_")
     common = ["--repeats", str(args.repeats), "--duration", str(args.duration)]
     started = time.perf_counter()
     runs: list[dict[str, Any]] = []
     try:
-        for db in [d.strip() for d in args.dbs.split(",") if d.strip()]:
+        for db in dbs:
             for rows in args.rows:
                 options = ["--db", db, "--rows", str(rows), "--cache-dir", cache_dir, *common]
                 if args.no_dbstore:
                     options.append("--no-dbstore")
                 if args.full_memory:
                     options += ["--list-memory-max-rows", str(max(args.rows))]
-                runs.append(run_worker("benchmarks.run_store", options, env, f"{db} {rows}"))
+                runs.append(
+                    run_worker("benchmarks.run_store", options, env, f"{db} {rows}", {"db": db, "rows": rows})
+                )
         if not args.no_filestore:
             for rows in args.filestore_rows:
                 options = ["--rows", str(rows), *common]
-                runs.append(run_worker("benchmarks.run_filestore", options, env, f"file {rows}"))
+                runs.append(
+                    run_worker(
+                        "benchmarks.run_filestore", options, env, f"file {rows}", {"db": "file", "rows": rows}
+                    )
+                )
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
 
+    method = (
+        f"median of {args.repeats} rounds (min, max shown); each round runs every case of a process "
+        f"once, for ~{args.duration}s, interleaved"
+    )
+    return finish(args, method, started, runs, [])
+
+
+def refresh_path(args: argparse.Namespace, dbs: list[str], env: dict[str, str]) -> int:
+    slow_rounds = max(1, args.repeats - 2)
+    options = ["--delays", args.zoho_delays, "--rounds", str(args.repeats), "--slow-rounds", str(slow_rounds)]
+    started = time.perf_counter()
+    runs = [
+        run_worker(
+            "benchmarks.run_refresh",
+            ["--db", db, *options],
+            env,
+            f"{db} refresh path",
+            {"db": db, "kind": "refresh"},
+        )
+        for db in dbs
+    ]
+    method = (
+        f"refresh path: {args.repeats} round(s) per Zoho delay under 1 s, {slow_rounds} at 1 s or more; "
+        "each round runs every scenario once; median, min and max over the rounds"
+    )
+    return finish(args, method, started, [], runs)
+
+
+def finish(
+    args: argparse.Namespace,
+    method: str,
+    started: float,
+    runs: list[dict[str, Any]],
+    refresh_runs: list[dict[str, Any]],
+) -> int:
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         **versions(),
-        "method": (
-            f"median of {args.repeats} rounds (min, max shown); each round runs every case of a process "
-            f"once, for ~{args.duration}s, interleaved"
-        ),
+        "method": method,
         "total": f"{time.perf_counter() - started:.0f}s",
     }
-    text, verdicts = report.render(runs, meta)
+    text, verdicts = report.render(runs, meta, refresh_runs)
     print(text)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"meta": meta, "runs": runs}, handle, indent=1)
-    if any("error" in run for run in runs):
+            json.dump({"meta": meta, "runs": runs, "refresh_runs": refresh_runs}, handle, indent=1)
+    if any("error" in run for run in runs + refresh_runs):
         return 2
     return 1 if verdicts.failed else 0
 

@@ -302,8 +302,156 @@ NOTES = [
 ]
 
 
-def render(runs: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[str, Verdicts]:
-    res = Results(runs)
-    verdicts = targets(res)
-    out = ["", *header(runs, meta), "", *table(res), "", *NOTES, "", "Targets:", *verdicts.lines]
+# --- the refresh path (benchmarks.run_refresh) --------------------------------------------
+
+REFRESH_MEASURES = (
+    ("plain", "plain lookup, token valid (reference)"),
+    ("winner", "winner: the lookup that refreshes"),
+    ("waiter_expired", "waiting worker, token expired"),
+    ("waiter_added", "  waited beyond the winner's end"),
+    ("claimed", "lookup, 30 s left, claim held, alone"),
+    ("waiter_valid", "waiting worker, token valid 30 s more"),
+    ("store_n", "{n} threads at once: the store"),
+    ("sdk_n", "{n} threads at once: the SDK alone"),
+)
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _spread(values: list[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _refresh_note(r: dict[str, Any]) -> str:
+    measure = r["measure"]
+    if measure in ("plain", "claimed"):
+        return "median of 30 calls a round"
+    if measure == "winner":
+        return f"Zoho's delay + {r['median'] - 1000 * r['delay']:.1f} ms"
+    if measure == "waiter_expired":
+        return f"started {r['remaining_ms']:.0f} ms before the winner's end"
+    if measure == "waiter_valid":
+        return f"done during the refresh: {r['in_flight']}/{r['rounds']}"
+    if measure in ("store_n", "sdk_n"):
+        return f"per thread; {_spread(r['access_tokens'])} access token(s) a round"
+    return ""
+
+
+def refresh_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"| {'db':<10} | {'Zoho':>5} | {'measurement':<38} | {'median ms':>9} | {'min ms':>8} | "
+        f"{'max ms':>8} | {'rounds':>6} | {'calls / lookups':>15} | {'note':<42} |",
+        f"|{'-' * 12}|{'-' * 7}|{'-' * 40}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 8}|{'-' * 17}|{'-' * 44}|",
+    ]
+    order = {name: i for i, (name, _) in enumerate(REFRESH_MEASURES)}
+    labels = dict(REFRESH_MEASURES)
+    for run in sorted(runs, key=lambda run: DBS.index(run["db"]) if run["db"] in DBS else 99):
+        results = sorted(run.get("results", []), key=lambda r: (r["delay"], order.get(r["measure"], 99)))
+        for r in results:
+            label = labels.get(r["measure"], r["measure"]).format(n=run.get("threads", "N"))
+            calls = "" if r["measure"] == "waiter_added" else f"{_spread(r['calls'])} / {r['lookups']}"
+            lines.append(
+                f"| {run['db']:<10} | {r['delay']:>4g}s | {label:<38} | {fmt_ms(r['median']):>9} | "
+                f"{fmt_ms(r['min']):>8} | {fmt_ms(r['max']):>8} | {r['rounds']:>6} | {calls:>15} | "
+                f"{_refresh_note(r):<42} |"
+            )
+    return lines
+
+
+def refresh_checks(runs: list[dict[str, Any]]) -> Verdicts:
+    v = Verdicts()
+    checks: list[tuple[bool | None, str]] = []
+    informational: list[tuple[bool | None, str]] = []
+    for run in runs:
+        by_delay: dict[float, dict[str, dict[str, Any]]] = {}
+        for r in run.get("results", []):
+            by_delay.setdefault(r["delay"], {})[r["measure"]] = r
+        for delay, measures in sorted(by_delay.items()):
+            store = [measures[m] for m in ("winner", "waiter_valid", "store_n") if m in measures]
+            rounds = sum(len(r["ok"]) for r in store)
+            good = sum(sum(r["ok"]) for r in store)
+            checks.append(
+                (
+                    good == rounds,
+                    f"{run['db']} Zoho {delay:g} s: {good}/{rounds} scenario rounds with one Zoho call and "
+                    f"every waiting worker on the winner's token",
+                )
+            )
+            sdk = measures.get("sdk_n")
+            if sdk:
+                informational.append(
+                    (None, f"{run['db']} Zoho {delay:g} s: Zoho calls per round {sdk['calls']}")
+                )
+    v.add("the store: one Zoho call per expiry, whoever asks, and the waiting workers get its token", checks)
+    v.add("the SDK alone: one Zoho call per thread (informational)", informational)
+    return v
+
+
+def refresh_header(runs: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for run in runs:
+        if "error" in run:
+            lines.append(f"{run['db']} refresh path: FAILED: {run['error']}")
+            continue
+        options = run.get("settings", {})
+        load = run.get("loadavg_start", [0])[0], run.get("loadavg_end", [0])[0]
+        lines.append(
+            f"{run['db']} refresh path: {run.get('seconds', 0):.0f}s, load avg {load[0]:.1f}->{load[1]:.1f}"
+            + "".join(f"; {k}={v}" for k, v in options.items() if v)
+        )
+    return lines
+
+
+REFRESH_NOTES = [
+    "Notes:",
+    "- milliseconds of wall time per lookup, real threads with their own database connections;",
+    "  'Zoho' = the fake Zoho's delay before it answers a refresh (over HTTP on 127.0.0.1).",
+    "- winner / waiting worker: find_token_by_id of one token in two threads; the second starts as",
+    "  soon as the winner's call has reached Zoho. Waiting for an expired token, it polls the row",
+    "  after 50 ms, then 1.5x longer each time, at most 500 ms apart: 'waited beyond the winner's",
+    "  end' is the waiting worker's end minus the winner's end (negative: it read the new token",
+    "  before the winner's own lookup had returned).",
+    "- token valid 30 s more: inside the store's 60 s margin (it refreshes), outside the SDK's 5 s:",
+    "  the waiting worker tries the claim once, reads the row again and goes on with the token.",
+    "  'claim held, alone': that path in one thread, a claim left on the row and nobody at Zoho.",
+    "- N threads at once: Initializer.switch_user(OAuthToken(user_signature=...)) in every thread",
+    "  (a barrier starts them), the store's find_token behind it; 'the SDK alone' is the same with",
+    "  ZOHO_TOKENS_REFRESH = False: every thread refreshes at Zoho and saves its own access token.",
+]
+
+
+def render(
+    runs: list[dict[str, Any]], meta: dict[str, Any], refresh_runs: list[dict[str, Any]] | None = None
+) -> tuple[str, Verdicts]:
+    out = ["", *header(runs, meta)]
+    verdicts = Verdicts()
+    if runs:
+        res = Results(runs)
+        verdicts = targets(res)
+        out += ["", *table(res), "", *NOTES, "", "Targets:", *verdicts.lines]
+    if refresh_runs:
+        checks = refresh_checks([run for run in refresh_runs if "results" in run])
+        out += [
+            *refresh_header(refresh_runs),
+            "",
+            "The refresh path: what a lookup costs when the token needs a refresh",
+            "",
+            *refresh_table([run for run in refresh_runs if "results" in run]),
+            "",
+            *REFRESH_NOTES,
+            "",
+            "Checks:",
+            *checks.lines,
+        ]
+        verdicts.lines += checks.lines
+        verdicts.failed += checks.failed
     return "\n".join(out), verdicts

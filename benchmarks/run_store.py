@@ -87,8 +87,15 @@ def _mysqldb_args(database: str | None = None) -> dict[str, Any]:
 
 def django_databases(db: str, sqlite_path: str) -> dict[str, Any]:
     if db == "sqlite":
-        # Django's defaults: rollback journal (journal_mode=DELETE), synchronous=FULL.
-        return {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sqlite_path}}
+        # Django's defaults (rollback journal, journal_mode=DELETE; synchronous=FULL) plus
+        # what the README requires of a token database on SQLite: every transaction takes
+        # the write lock at BEGIN, and waits up to 20 s for it (Django 5.1+).
+        import django
+
+        default: dict[str, Any] = {"ENGINE": "django.db.backends.sqlite3", "NAME": sqlite_path}
+        if django.VERSION >= (5, 1):
+            default["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+        return {"default": default}
     if db == "postgresql":
         default = {
             "ENGINE": "django.db.backends.postgresql",
@@ -118,29 +125,31 @@ def django_databases(db: str, sqlite_path: str) -> dict[str, Any]:
     }
 
 
-def configure_django(db: str, sqlite_path: str) -> None:
+def configure_django(db: str, sqlite_path: str, extra: dict[str, Any] | None = None) -> None:
+    """``settings.configure()`` for ``db``; ``extra`` adds settings or replaces these."""
     import django
     from cryptography.fernet import Fernet
     from django.conf import settings
 
-    settings.configure(
-        DEBUG=False,  # no query log
-        SECRET_KEY="benchmark-only-secret-key",
-        USE_TZ=True,
-        INSTALLED_APPS=["zoho_tokens"],
-        DATABASES=django_databases(db, sqlite_path),
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+    values: dict[str, Any] = {
+        "DEBUG": False,  # no query log
+        "SECRET_KEY": "benchmark-only-secret-key",
+        "USE_TZ": True,
+        "INSTALLED_APPS": ["zoho_tokens"],
+        "DATABASES": django_databases(db, sqlite_path),
+        "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
         # The driver passes one key pair to every process, so they can share encrypted rows.
-        ZOHO_TOKENS_ENCRYPTION_KEYS=[
+        "ZOHO_TOKENS_ENCRYPTION_KEYS": [
             os.environ.get("ZOHO_BENCH_ENCRYPTION_KEY") or Fernet.generate_key().decode()
         ],
-        ZOHO_TOKENS_HMAC_KEYS=[os.environ.get("ZOHO_BENCH_HMAC_KEY") or os.urandom(32).hex()],
-        LOGGING={
+        "ZOHO_TOKENS_HMAC_KEYS": [os.environ.get("ZOHO_BENCH_HMAC_KEY") or os.urandom(32).hex()],
+        "LOGGING": {
             "version": 1,
             "disable_existing_loggers": False,
             "loggers": {"SDKLogger": {"handlers": [], "propagate": False}},
         },
-    )
+    }
+    settings.configure(**{**values, **(extra or {})})
     django.setup()
 
 
