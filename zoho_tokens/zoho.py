@@ -167,7 +167,8 @@ def post_form(url: str, form: dict[str, str], deadline: float) -> tuple[int, dic
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ZohoUnreachable(f"not an http(s) URL: {url[:100]!r}")
     payload = urlencode(form).encode("ascii")
-    connection = _connection(parts.scheme, parts.hostname, parts.port, timeout=deadline)
+    # The socket's own timeout only backs the watchdog up: the watchdog ends the exchange.
+    connection = _connection(parts.scheme, parts.hostname, parts.port, timeout=deadline + 1)
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"

@@ -138,9 +138,13 @@ def refresh_once(
     give_up = time.monotonic() + app_settings.REFRESH_TIMEOUT + CLAIM_SLACK_SECONDS
     pause = POLL_FIRST
     while current is not None and refresh_due(current, margin=margin):
-        claim = claim_refresh(current, using=using, margin=margin)
-        if claim is not None:
-            return refresh_with_claim(current, claim, using=using, token_url=token_url)
+        # A live claim seen in the row just read: no claim to attempt, only to wait, if at all.
+        if not _claimed_elsewhere(current):
+            claim = claim_refresh(current, using=using, margin=margin)
+            if claim is not None:
+                return refresh_with_claim(current, claim, using=using, token_url=token_url)
+        elif not current.expires_within(SDK_REFRESH_SECONDS):
+            break  # the token in hand still serves
         current = ValueFinder(using).one("token_id", current.token_id)
         if current is None or not refresh_due(current, margin=margin):
             break  # refreshed by the winner, backing off, or gone
@@ -149,6 +153,11 @@ def refresh_once(
         time.sleep(pause)  # the winner is still waiting for Zoho
         pause = min(pause * 1.5, POLL_LONGEST)
     return current
+
+
+def _claimed_elsewhere(token: StoredValues) -> bool:
+    claimed_until = token.refresh_claimed_until
+    return claimed_until is not None and claimed_until > timezone.now()
 
 
 def claim_refresh(token: TokenState, *, using: str, margin: float | None = None) -> str | None:
