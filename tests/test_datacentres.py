@@ -1,6 +1,9 @@
 """Zoho's data centres: the accounts server of every API domain, and the setting for other domains."""
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 from zohocrmsdk.src.com.zoho.crm.api.dc import (
     AUDataCenter,
     CADataCenter,
@@ -12,6 +15,7 @@ from zohocrmsdk.src.com.zoho.crm.api.dc import (
     USDataCenter,
 )
 
+from zoho_tokens import checks
 from zoho_tokens.datacentres import (
     DATA_CENTRES,
     accounts_server_for,
@@ -96,3 +100,51 @@ def test_without_the_setting_only_zohos_accounts_servers_are_trusted(settings):
 
 def test_the_fake_zoho_fixture_maps_its_own_domain(fake_zoho):
     assert token_endpoint_for(fake_zoho.base_url) == fake_zoho.token_url
+
+
+# --- system check zoho_tokens.W003 ---------------------------------------------------------
+
+
+def test_active_tokens_of_unmapped_domains_are_a_warning(token_factory, settings):
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {}
+    token_factory(api_domain="https://www.zohoapis.uk")
+    token_factory.create_batch(2, api_domain="https://crm.example.test")
+    token_factory(api_domain=None)
+    token_factory(api_domain="https://old.example.test", revoked=True)  # revoked: not reported
+    token_factory(api_domain="https://old.example.test", needs_reauthorization=True)  # reported by status
+
+    (warning,) = checks.check_accounts_servers(databases=["default"])
+
+    assert warning.id == "zoho_tokens.W003"
+    assert warning.msg == (
+        '3 active Zoho tokens in database "default" have an API domain that maps to no accounts '
+        "server (no API domain: 1, https://crm.example.test: 2): the store can neither refresh nor "
+        "revoke them."
+    )
+    assert "ZOHO_TOKENS_ACCOUNTS_SERVERS" in warning.hint
+
+
+def test_mapping_the_domain_or_a_token_url_silences_the_warning(token_factory, settings):
+    token_factory(api_domain="https://crm.example.test")
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {"https://crm.example.test": "https://accounts.example.test"}
+    assert checks.check_accounts_servers(databases=["default"]) == []
+
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {}
+    settings.ZOHO_TOKENS_TOKEN_URL = "https://accounts.example.test/oauth/v2/token"
+    assert checks.check_accounts_servers(databases=["default"]) == []
+
+
+def test_the_warning_is_a_database_check(token_factory, settings):
+    """Django runs database checks only when asked for a database (as ``migrate`` does)."""
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {}
+    token_factory(api_domain="https://crm.example.test")
+
+    out, err = StringIO(), StringIO()
+    call_command("check", stdout=out, stderr=err)
+    assert "W003" not in out.getvalue() + err.getvalue()
+
+    call_command("check", "--database", "default", stdout=out, stderr=err)
+    assert (
+        '(zoho_tokens.W003) 1 active Zoho token in database "default" has an API domain that maps '
+        "to no accounts server (https://crm.example.test: 1): the store can neither refresh nor revoke it."
+    ) in err.getvalue()
