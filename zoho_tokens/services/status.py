@@ -26,7 +26,6 @@ def without_accounts_server(using: str | None = None) -> dict[str | None, int]:
 
     The store can neither refresh nor revoke them (see :mod:`zoho_tokens.datacentres`).
     """
-    per_domain = (
-        active_tokens(using).order_by("api_domain").values_list("api_domain").annotate(count=Count("pk"))
-    )
-    return {domain: count for domain, count in per_domain if token_endpoint_for(domain) is None}
+    per_domain = active_tokens(using).order_by().values_list("api_domain").annotate(count=Count("pk"))
+    unmapped = [(domain, count) for domain, count in per_domain if token_endpoint_for(domain) is None]
+    return dict(sorted(unmapped, key=lambda item: (item[0] is not None, item[0] or "")))
