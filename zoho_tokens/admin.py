@@ -120,10 +120,13 @@ class ZohoTokenAdmin(admin.ModelAdmin):
         self._revoke(request, queryset, at_zoho=False)
 
     def _revoke(self, request: HttpRequest, queryset: QuerySet[ZohoToken], *, at_zoho: bool) -> None:
-        report = services.revoke(queryset.order_by("pk"), at_zoho=at_zoho)
         entry = "Revoked at Zoho and locally." if at_zoho else "Revoked locally; Zoho not called."
-        for row in report.revoked:
-            self.log_change(request, row, entry)
+        # Each log entry commits with its row's revocation.
+        report = services.revoke(
+            queryset.order_by("pk"),
+            at_zoho=at_zoho,
+            on_revoked=lambda row: self.log_change(request, row, entry),
+        )
         if report.revoked:
             count = len(report.revoked)
             self.message_user(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('zoho_tokens', '0001_initial'),
+        ('zoho_tokens', '0002_refresh_claim'),
     ]
 
     operations = [

@@ -10,7 +10,7 @@
 
 from .maintenance import rotate_keys
 from .purge import PurgeCutoffs, PurgeFailed, PurgeReport, purge
-from .refresh import refresh_due, refresh_if_due, refresh_or_refuse
+from .refresh import backoff_seconds, refresh_due, refresh_once, refresh_or_refuse
 from .revocation import RevocationReport, revoke
 from .save import save_token
 
@@ -19,9 +19,10 @@ __all__ = [
     "PurgeFailed",
     "PurgeReport",
     "RevocationReport",
+    "backoff_seconds",
     "purge",
     "refresh_due",
-    "refresh_if_due",
+    "refresh_once",
     "refresh_or_refuse",
     "revoke",
     "rotate_keys",
