@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import factory
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
@@ -14,6 +16,7 @@ class ZohoTokenFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = ZohoToken
+        skip_postgeneration_save = True
 
     class Params:
         # The access token expired a second ago.
@@ -45,6 +48,14 @@ class ZohoTokenFactory(factory.django.DjangoModelFactory):
     expiry_time = factory.LazyFunction(lambda: now_ms() + 3_600_000)
     redirect_url = REDIRECT_URL
     api_domain = "https://www.zohoapis.com"
+
+    @factory.post_generation
+    def written_days_ago(obj: ZohoToken, create: bool, days: float | None, **kwargs: object) -> None:
+        """``ZohoTokenFactory(written_days_ago=2)``: the row was last written two days ago
+        (``updated_at`` is set on every save, so it is changed after the save)."""
+        if create and days is not None:
+            obj.updated_at = timezone.now() - timedelta(days=days)
+            ZohoToken.objects.filter(pk=obj.pk).update(updated_at=obj.updated_at)
 
 
 class StaffUserFactory(factory.django.DjangoModelFactory):

@@ -1,14 +1,13 @@
-"""The management commands, as cron and operators run them: exact output, database state, Zoho calls."""
+"""zoho_revoke_tokens and zoho_rotate_keys, as operators run them: exact output, database state,
+Zoho calls (zoho_purge_tokens: test_purge.py)."""
 
 import re
-from datetime import timedelta
 from io import StringIO
 
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.utils import timezone
 
 from tests.helpers import raw_row, write_raw
 from zoho_tokens.models import ZohoToken
@@ -23,69 +22,6 @@ def run(*args: str) -> tuple[str, str]:
 @pytest.fixture
 def zoho_tokens(tokens_zoho_knows):
     return tokens_zoho_knows("ann", "ben", "cat")
-
-
-def days_ago(days: int):
-    return timezone.now() - timedelta(days=days)
-
-
-# --- zoho_purge_tokens --------------------------------------------------------------
-
-
-@pytest.fixture
-def aged_rows(token_factory):
-    return {
-        "active": token_factory(),
-        "revoked_long_ago": token_factory(revoked_at=days_ago(40)),
-        "revoked_recently": token_factory(revoked_at=days_ago(2)),
-        "reauth_long_ago": token_factory(needs_reauthorization_at=days_ago(31)),
-        "reauth_recently": token_factory(needs_reauthorization_at=days_ago(1)),
-    }
-
-
-def remaining() -> set[str]:
-    return set(ZohoToken.objects.values_list("token_id", flat=True))
-
-
-def test_purge_deletes_old_revoked_and_stale_rows(aged_rows):
-    out, err = run("zoho_purge_tokens")
-
-    assert out == "Deleted 2 tokens (1 revoked, 1 needing re-authorisation).\n"
-    assert err == ""
-    keep = {"active", "revoked_recently", "reauth_recently"}
-    assert remaining() == {aged_rows[name].token_id for name in keep}
-
-
-def test_purge_dry_run_counts_and_deletes_nothing(aged_rows):
-    out, _ = run("zoho_purge_tokens", "--dry-run")
-
-    assert out == "Would delete 2 tokens (1 revoked, 1 needing re-authorisation).\n"
-    assert len(remaining()) == 5
-
-
-def test_purge_cutoffs_are_options(aged_rows):
-    out, _ = run("zoho_purge_tokens", "--revoked-days", "0", "--reauthorization-days", "100")
-
-    assert out == "Deleted 2 tokens (2 revoked, 0 needing re-authorisation).\n"
-    assert aged_rows["reauth_long_ago"].token_id in remaining()
-
-
-def test_purge_singular_and_quiet(token_factory):
-    token_factory(revoked_at=days_ago(90))
-
-    assert run("zoho_purge_tokens", "--dry-run") == (
-        "Would delete 1 token (1 revoked, 0 needing re-authorisation).\n",
-        "",
-    )
-    assert run("zoho_purge_tokens", "--verbosity", "0") == ("", "")
-    assert ZohoToken.objects.count() == 0
-
-
-def test_purge_refuses_negative_days(db):
-    with pytest.raises(
-        CommandError, match="--revoked-days: must be a whole number of days, 0 or more, not '-1'"
-    ):
-        run("zoho_purge_tokens", "--revoked-days", "-1")
 
 
 # --- zoho_revoke_tokens ------------------------------------------------------------

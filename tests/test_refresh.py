@@ -285,10 +285,22 @@ def test_a_grant_token_login_is_not_blocked_by_a_rejected_row(alice, sdk, store,
 
 def test_the_token_endpoint_follows_the_rows_data_centre(token_factory, zoho_sdk_reset):
     eu = token_factory(api_domain="https://www.zohoapis.eu")
+    uk = token_factory(api_domain="https://www.zohoapis.uk")
     unknown = token_factory(api_domain="https://crm.example.test")
 
     assert token_endpoint(eu.api_domain) == "https://accounts.zoho.eu/oauth/v2/token"
-    assert token_endpoint(unknown.api_domain) is None  # and no SDK environment to fall back on
+    assert token_endpoint(uk.api_domain) == "https://accounts.zoho.uk/oauth/v2/token"
+    assert token_endpoint(unknown.api_domain) is None
+
+
+def test_the_sdk_environment_of_the_thread_is_never_the_token_endpoint(token_factory, sdk, fake_zoho):
+    """The thread's SDK environment belongs to whichever user it served last: a token
+    of an unknown API domain is not refreshed there (it was, before the data centres
+    were a table of their own)."""
+    log_in(sdk, fake_zoho, ALICE)  # this thread's SDK environment: the fake Zoho
+    unknown = token_factory(api_domain="https://crm.example.test")
+
+    assert token_endpoint(unknown.api_domain) is None
 
 
 def test_the_token_endpoint_setting_is_the_last_resort(token_factory, zoho_sdk_reset, settings):
@@ -298,6 +310,23 @@ def test_the_token_endpoint_setting_is_the_last_resort(token_factory, zoho_sdk_r
 
     assert token_endpoint(eu.api_domain) == "https://accounts.zoho.eu/oauth/v2/token"
     assert token_endpoint(unknown.api_domain) == "http://127.0.0.1:9/oauth/v2/token"
+    assert token_endpoint(None) == "http://127.0.0.1:9/oauth/v2/token"
+
+
+def test_a_mapped_api_domain_is_refreshed_at_its_accounts_server(store, token_factory, fake_zoho, settings):
+    """A test server's domain, mapped by ZOHO_TOKENS_ACCOUNTS_SERVERS, and no SDK initialised."""
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {"https://crm.example.test": fake_zoho.base_url}
+    row = token_factory(
+        expiring=True,
+        api_domain="https://crm.example.test",
+        refresh_token=fake_zoho.issue_refresh_token(*ALICE),
+    )
+
+    token = store.find_token_by_id(row.token_id)
+
+    assert fake_zoho.refresh_count(row.refresh_token) == 1
+    assert token.get_access_token() != row.access_token
+    assert fake_zoho.is_access_token_valid(token.get_access_token())
 
 
 def test_without_a_token_endpoint_the_store_does_not_refresh(token_factory, store, zoho_sdk_reset):

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
-from django.db import router
+from django.db import connections, router
+from django.utils.translation import ngettext
 
 from .conf import ENCRYPTION_KEYS_SETTING, HMAC_KEYS_SETTING, app_settings
 from .crypto import MIN_HMAC_KEY_LENGTH, InvalidKeyError, decode_encryption_key
@@ -28,8 +29,9 @@ E007 = "zoho_tokens.E007"  # one key used for both purposes
 E008 = "zoho_tokens.E008"  # a key equal to SECRET_KEY
 W001 = "zoho_tokens.W001"  # a key listed twice
 W002 = "zoho_tokens.W002"  # SQLite without "transaction_mode": "IMMEDIATE"
+W003 = "zoho_tokens.W003"  # tokens whose API domain maps to no accounts server
 
-CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, W001, W002)
+CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, W001, W002, W003)
 
 
 def _as_text(key: Any) -> str:
@@ -149,3 +151,42 @@ def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> lis
             id=W002,
         )
     ]
+
+
+@register(Tags.database)
+def check_accounts_servers(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Tokens whose API domain maps to no accounts server can be neither refreshed nor
+    revoked. A database check: ``check --database ALIAS`` and ``migrate`` run it."""
+    from .models import ZohoToken
+    from .services.status import without_accounts_server
+
+    messages: list[CheckMessage] = []
+    for alias in databases or ():
+        if not router.allow_migrate_model(alias, ZohoToken):
+            continue
+        if ZohoToken._meta.db_table not in connections[alias].introspection.table_names():
+            continue  # not migrated yet
+        unmapped = without_accounts_server(alias)
+        if not unmapped:
+            continue
+        count = sum(unmapped.values())
+        listed = ", ".join(f"{domain or 'no API domain'}: {n}" for domain, n in unmapped.items())
+        messages.append(
+            Warning(
+                ngettext(
+                    '%(count)d active Zoho token in database "%(alias)s" has an API domain that maps '
+                    "to no accounts server (%(listed)s): the store can neither refresh nor revoke it.",
+                    '%(count)d active Zoho tokens in database "%(alias)s" have an API domain that maps '
+                    "to no accounts server (%(listed)s): the store can neither refresh nor revoke them.",
+                    count,
+                )
+                % {"count": count, "alias": alias, "listed": listed},
+                hint="Map each such domain to its accounts server in ZOHO_TOKENS_ACCOUNTS_SERVERS, e.g. "
+                '{"https://crm.example.test": "https://accounts.example.test"}. Zoho\'s data centres '
+                "(US, EU, IN, AU, JP, CN, CA, SA, UK) need no entry.",
+                id=W003,
+            )
+        )
+    return messages

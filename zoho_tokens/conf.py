@@ -77,9 +77,15 @@ class Settings:
 
     @property
     def TOKEN_URL(self) -> str | None:
-        """Zoho's token endpoint when neither the row's API domain nor the SDK tells
-        (revocation from the admin or a command, outside any SDK call)."""
+        """Zoho's token endpoint for tokens whose API domain is neither one of Zoho's data
+        centres nor in ``ACCOUNTS_SERVERS`` (or that have none)."""
         return self._get("ZOHO_TOKENS_TOKEN_URL", None)
+
+    @property
+    def ACCOUNTS_SERVERS(self) -> dict[str, str]:
+        """API domain -> accounts server, for domains that are not Zoho's data centres
+        (a test server) or that should go elsewhere."""
+        return self._get("ZOHO_TOKENS_ACCOUNTS_SERVERS", {}) or {}
 
     @property
     def REFRESH(self) -> bool:

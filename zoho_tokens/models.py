@@ -203,6 +203,14 @@ class ZohoToken(TokenState, models.Model):
         verbose_name_plural = _("Zoho tokens")
         ordering = ("pk",)
         permissions = [("revoke_zohotoken", _("Can revoke Zoho tokens"))]
+        indexes = [
+            # The purge's rows without a refresh token: access tokens expired before a
+            # cutoff, grant tokens (no expiry) last written before one. The digest stands
+            # in for the encrypted column, whose NULL-ness MariaDB cannot index (TEXT).
+            models.Index(
+                fields=["refresh_token_digest", "expiry_time", "updated_at"], name="zoho_token_purge_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         # Copied by Django into the admin log and tracebacks: never a secret here.
@@ -232,3 +240,19 @@ class ZohoToken(TokenState, models.Model):
         self.refresh_error = ""
         self.refresh_retry_at = None
         self.refresh_failures = 0
+
+
+class Lease(models.Model):
+    """One run of a maintenance job at a time: the job's row, held until ``expires_at``
+    (see ``zoho_tokens.leases``)."""
+
+    name = models.CharField(_("job"), max_length=100, primary_key=True)
+    holder = models.CharField(_("held by"), max_length=255, help_text=_("host:pid:random of the run."))
+    expires_at = models.DateTimeField(_("held until"))
+
+    class Meta:
+        verbose_name = _("maintenance lease")
+        verbose_name_plural = _("maintenance leases")
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder} until {self.expires_at:%Y-%m-%d %H:%M:%S}"

@@ -22,10 +22,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from django.views.decorators.debug import sensitive_variables
-from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
-from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 
-from .conf import app_settings
+from . import datacentres
 
 # Zoho answers a refresh token it no longer accepts with these errors: only a new
 # consent from the user helps.
@@ -37,15 +35,13 @@ MAX_ANSWER_BYTES = 64 * 1024
 
 
 def token_endpoint(api_domain: str | None) -> str | None:
-    """Zoho's token endpoint for a token of ``api_domain``, chosen as the SDK chooses it.
+    """Zoho's token endpoint for a token of ``api_domain``: its data centre's (see
+    :mod:`.datacentres`), else ``ZOHO_TOKENS_TOKEN_URL``, else ``None``.
 
-    The data centre of the API domain when it is Zoho's, else the environment the SDK
-    was initialised with in this thread, else ``ZOHO_TOKENS_TOKEN_URL``.
+    Never the environment the SDK was initialised with in this thread: that belongs
+    to whichever user the thread served last, and may be another data centre's.
     """
-    environment = DataCenter.get(api_domain) if api_domain else None
-    if environment is None:
-        environment = getattr(Initializer.get_initializer(), "environment", None)
-    return getattr(environment, "accounts_url", None) or app_settings.TOKEN_URL
+    return datacentres.token_endpoint_for(api_domain)
 
 
 class Outcome(enum.Enum):

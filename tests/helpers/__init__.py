@@ -5,7 +5,9 @@ Worker processes started with "spawn" import this package before they set Django
 time, so the functions that need the model import it when they run.
 """
 
+import io
 import time
+from contextlib import redirect_stderr, redirect_stdout
 from typing import Any
 
 from django.db import connection
@@ -63,6 +65,28 @@ def org_zgid() -> str:
     wrapper = response.get_object()
     assert isinstance(wrapper, ResponseWrapper), wrapper
     return wrapper.get_org()[0].get_zgid()
+
+
+# --- management commands as manage.py runs them -------------------------------------------
+
+
+def manage(*argv: str) -> tuple[int, str, str]:
+    """Run ``manage.py *argv`` in this process: (exit status, stdout, stderr).
+
+    The path cron takes: Django's argument parsing, ``CommandError`` written to stderr
+    with its exit status. Django closes the database connections afterwards, so use it
+    in transactional tests (``django_db(transaction=True)``).
+    """
+    from django.core.management import ManagementUtility
+
+    out, err = io.StringIO(), io.StringIO()
+    status = 0
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            ManagementUtility(["manage.py", *argv]).execute()
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+    return status, out.getvalue(), err.getvalue()
 
 
 # --- rows behind the model's back ----------------------------------------------------------

@@ -104,14 +104,18 @@ def sdk_environment(base_url: str, token_url: str) -> Any:
 
 
 def initialize_sdk(base_url: str, token_url: str, resource_path: str, user_name: str) -> None:
-    """``Initializer.initialize`` with the real SDK, our store and the fake Zoho."""
+    """``Initializer.initialize`` with the real SDK, our store and the fake Zoho, whose
+    API domain is its accounts server in this process too (as the ``fake_zoho`` fixture
+    sets it in the parent)."""
     from django.db import connection
+    from django.test import override_settings
     from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
     from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
     from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
     from zoho_tokens.store import DjangoTokenStore
 
+    override_settings(ZOHO_TOKENS_ACCOUNTS_SERVERS={base_url: base_url}).enable()
     try:
         Initializer.initialize(
             environment=sdk_environment(base_url, token_url),

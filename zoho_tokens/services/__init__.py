@@ -3,20 +3,24 @@
 * :mod:`.refresh`: the one refresh policy and the coordinated refresh;
 * :mod:`.save`: the SDK's ``save_token``;
 * :mod:`.revocation`: revoke at Zoho, then locally;
-* :mod:`.maintenance`: purge and key rotation.
+* :mod:`.purge`: deleting what can never be used again, in batches;
+* :mod:`.maintenance`: key rotation;
+* :mod:`.status`: counts and problems, for people and monitoring.
 """
 
-from .maintenance import PurgeReport, purge, purgeable, rotate_keys
+from .maintenance import rotate_keys
+from .purge import PurgeCutoffs, PurgeFailed, PurgeReport, purge
 from .refresh import backoff_seconds, refresh_due, refresh_once, refresh_or_refuse
 from .revocation import RevocationReport, revoke
 from .save import save_token
 
 __all__ = [
+    "PurgeCutoffs",
+    "PurgeFailed",
     "PurgeReport",
     "RevocationReport",
     "backoff_seconds",
     "purge",
-    "purgeable",
     "refresh_due",
     "refresh_once",
     "refresh_or_refuse",

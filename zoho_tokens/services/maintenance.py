@@ -1,57 +1,10 @@
-"""Keeping the table healthy: purging tokens that can never be used again, rotating keys."""
+"""Keeping the table healthy: rotating keys (purging is :mod:`.purge`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from django.db import router, transaction
-from django.db.models import QuerySet
 
 from ..models import SECRET_FIELDS, ZohoToken
-
-
-@dataclass(frozen=True)
-class PurgeReport:
-    revoked: int
-    needing_reauthorization: int
-
-    @property
-    def total(self) -> int:
-        return self.revoked + self.needing_reauthorization
-
-
-def purgeable(
-    *, revoked_before: datetime | None, reauthorization_before: datetime | None, using: str | None = None
-) -> tuple[QuerySet[ZohoToken], QuerySet[ZohoToken]]:
-    """Rows revoked before the first cutoff, and rows left un-re-authorised since before
-    the second (``None`` leaves that kind alone)."""
-    rows = ZohoToken.objects.using(using)
-    revoked = rows.none() if revoked_before is None else rows.filter(revoked_at__lt=revoked_before)
-    stale = (
-        rows.none()
-        if reauthorization_before is None
-        else rows.filter(revoked_at__isnull=True, needs_reauthorization_at__lt=reauthorization_before)
-    )
-    return revoked, stale
-
-
-def purge(
-    *,
-    revoked_before: datetime | None,
-    reauthorization_before: datetime | None,
-    dry_run: bool = False,
-    using: str | None = None,
-) -> PurgeReport:
-    """Delete (or with ``dry_run`` only count) the rows :func:`purgeable` selects, in one transaction."""
-    alias = using or router.db_for_write(ZohoToken)
-    with transaction.atomic(using=alias):
-        revoked, stale = purgeable(
-            revoked_before=revoked_before, reauthorization_before=reauthorization_before, using=alias
-        )
-        if dry_run:
-            return PurgeReport(revoked.count(), stale.count())
-        return PurgeReport(revoked.delete()[0], stale.delete()[0])
 
 
 def rotate_keys(*, batch_size: int = 500, using: str | None = None) -> int:

@@ -3,7 +3,8 @@
 Enable with ``pytest_plugins = ["zoho_tokens.testing.pytest_plugin"]``. Fixtures:
 
 ``fake_zoho``
-    A :class:`FakeZoho` started once per session and ``reset()`` before each test.
+    A :class:`FakeZoho` started once per session and ``reset()`` before each test; its
+    API domain maps to it in ``ZOHO_TOKENS_ACCOUNTS_SERVERS`` for the test.
 ``zoho_sdk_reset``
     Clears the SDK's global and thread-local ``Initializer`` state before and after the
     test, so one test's ``Initializer.initialize``/``switch_user`` cannot leak into the next.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -29,10 +31,30 @@ def _fake_zoho_server() -> Iterator[FakeZoho]:
 
 
 @pytest.fixture
-def fake_zoho(_fake_zoho_server: FakeZoho) -> FakeZoho:
-    """A running :class:`FakeZoho` with no users, tokens, counts or injected errors."""
+def fake_zoho(_fake_zoho_server: FakeZoho) -> Iterator[FakeZoho]:
+    """A running :class:`FakeZoho` with no users, tokens, counts or injected errors.
+
+    Its API domain is also its accounts server in ``ZOHO_TOKENS_ACCOUNTS_SERVERS`` for
+    the test (when Django is configured), so the store refreshes and revokes its tokens
+    there, as it would at a real data centre.
+    """
     _fake_zoho_server.reset()
-    return _fake_zoho_server
+    with _accounts_server_mapped(_fake_zoho_server.base_url):
+        yield _fake_zoho_server
+
+
+@contextmanager
+def _accounts_server_mapped(base_url: str) -> Iterator[None]:
+    from django.conf import settings
+
+    if not settings.configured:
+        yield
+        return
+    from django.test import override_settings
+
+    mapped = {**getattr(settings, "ZOHO_TOKENS_ACCOUNTS_SERVERS", {}), base_url: base_url}
+    with override_settings(ZOHO_TOKENS_ACCOUNTS_SERVERS=mapped):
+        yield
 
 
 def reset_zoho_sdk() -> None:

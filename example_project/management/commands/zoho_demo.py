@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
+from django.test import override_settings
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations
@@ -39,6 +40,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         store = DjangoTokenStore()
         with FakeZoho() as zoho, tempfile.TemporaryDirectory() as resource_path:
+            # The fake's API domain is no data centre of Zoho's: map it to its accounts
+            # server, as a project does for a test server.
+            override_settings(ZOHO_TOKENS_ACCOUNTS_SERVERS={zoho.base_url: zoho.base_url}).enable()
             for email, zgid in DEMO_USERS:
                 token = OAuthToken(
                     client_id=settings.ZOHO_CLIENT_ID,
@@ -62,9 +66,8 @@ class Command(BaseCommand):
             self.show_rows()
             self.ensure_admin()
             if options["runserver"]:
-                # The stored tokens name the fake Zoho's API domain, which no real data
-                # centre matches: revocations find its token endpoint through the SDK's
-                # environment, initialised above for this process. One process, so no reloader.
+                # The stored tokens name the fake Zoho's API domain, mapped to it above for
+                # this process: revocations reach it. One process, so no reloader.
                 self.stdout.write(f"Fake Zoho: {zoho.base_url}")
                 self.stdout.flush()  # before runserver takes over, also when piped
                 call_command("runserver", options["runserver"], use_reloader=False)
