@@ -21,7 +21,7 @@ from .. import zoho
 from ..conf import app_settings
 from ..models import ZohoToken
 
-NO_ENDPOINT = "no Zoho token endpoint is known for it: set ZOHO_TOKENS_TOKEN_URL"
+NO_ENDPOINT = "no Zoho accounts server is known for its API domain: map it in ZOHO_TOKENS_ACCOUNTS_SERVERS"
 
 
 @dataclass
@@ -65,9 +65,7 @@ def revoke(
                 continue
             token_url = zoho.token_endpoint(row.api_domain)
             if token_url is None:
-                report.failed.append(
-                    (row, "no Zoho token endpoint is known for it: set ZOHO_TOKENS_TOKEN_URL")
-                )
+                report.failed.append((row, NO_ENDPOINT))
                 continue
             running[pool.submit(_revoke_at_zoho, token_url, row.refresh_token, ends)] = row
         while running:
