@@ -274,11 +274,12 @@ def test_a_rotated_key_list_reads_old_rows_and_saves_with_the_new_key(db, store,
         "access_token": "1000.after-rotation.a",
         "grant_token": GRANT_TOKEN,
     }
+    token_id = ZohoToken.objects.get().token_id
     for column, plaintext in expected.items():
         assert new_ciphertexts[column] != old_ciphertexts[column]
-        assert open_ciphertext(KEY_B, new_ciphertexts[column]) == plaintext
+        assert open_ciphertext(KEY_B, new_ciphertexts[column], column, token_id) == plaintext
         with pytest.raises(InvalidTag):
-            open_ciphertext(KEY_A, new_ciphertexts[column])
+            open_ciphertext(KEY_A, new_ciphertexts[column], column, token_id)
     settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [KEY_B]
     row = ZohoToken.objects.get()
     assert [getattr(row, column) for column in expected] == list(expected.values())

@@ -27,7 +27,7 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 
 from ..conf import app_settings
 from ..db import run_write
-from ..fields import DigestField
+from ..fields import DigestField, EncryptedTextField
 from ..finder import RowFinder, ValueFinder
 from ..models import SAVED_FIELDS, ZohoToken, ZohoTokenQuerySet
 from ..sdk import (
@@ -80,8 +80,11 @@ def save_refreshed_access_token(token: OAuthToken, *, using: str) -> bool:
         )
         .exclude(access_token_digest=new_access_digest)
     )
+    access_field = cast(EncryptedTextField, ZohoToken._meta.get_field("access_token"))
     values: dict[str, Any] = {
-        "access_token": access_token,
+        # Encrypted for this row, with its digest: one UPDATE, no read.
+        "access_token": access_field.sealed(access_token, str(token_id)),
+        "access_token_digest": new_access_digest,
         "expiry_time": expiry,
         "last_refreshed_at": now,
         "updated_at": now,
