@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
@@ -103,6 +104,7 @@ def match_user_name(finder: Finder, name: str) -> Any:
 # --- stored token -> OAuthToken ------------------------------------------------------
 
 
+@sensitive_variables()
 def fill_token(token: OAuthToken, row: Any) -> None:
     """Copy the stored token into the token's empty (None) attributes only."""
     if token.get_id() is None:
@@ -116,6 +118,7 @@ def fill_token(token: OAuthToken, row: Any) -> None:
             getattr(token, f"set_{name}")(getattr(row, name))
 
 
+@sensitive_variables()
 def token_from_row(row: Any) -> OAuthToken:
     """A new, fully populated token for a stored one."""
     # The real constructor sets every private attribute the SDK reads later
@@ -146,6 +149,7 @@ def new_row(token: OAuthToken) -> ZohoToken:
     return row
 
 
+@sensitive_variables()
 def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
     """Copy the token's non-None values onto the row (not saved)."""
     if is_new_authorisation(token, row):
@@ -177,6 +181,7 @@ def is_new_authorisation(token: OAuthToken, row: ZohoToken) -> bool:
     return refresh_token is not None and refresh_token != row.refresh_token
 
 
+@sensitive_variables()
 def credentials_of(token: OAuthToken) -> list[str | None]:
     """The token's values of ``CREDENTIAL_FIELDS``, in that order (what the fingerprint covers)."""
     return [getattr(token, f"get_{field}")() for field in CREDENTIAL_FIELDS]

@@ -23,6 +23,7 @@ from typing import Any, cast
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 
 from ..conf import app_settings
@@ -43,6 +44,7 @@ from ..sdk import (
 )
 
 
+@sensitive_variables()
 def save_token(token: OAuthToken, *, using: str) -> ZohoToken | None:
     """Store the SDK's token; the saved row, or ``None`` when the one-UPDATE save did it."""
     if save_refreshed_access_token(token, using=using):
@@ -50,6 +52,7 @@ def save_token(token: OAuthToken, *, using: str) -> ZohoToken | None:
     return run_write(using, lambda: upsert(ZohoToken.objects.using(using), token))
 
 
+@sensitive_variables()
 def save_refreshed_access_token(token: OAuthToken, *, using: str) -> bool:
     """Store a refreshed access token with one conditional UPDATE; False when no row
     matched the conditions above (the upsert then decides)."""
@@ -100,6 +103,7 @@ def save_refreshed_access_token(token: OAuthToken, *, using: str) -> bool:
     return updated == 1
 
 
+@sensitive_variables()
 def upsert(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken:
     """Insert or update the row ``token`` means (call inside a transaction); returns it."""
     row = find_row_to_update(rows.select_for_update(), token)
