@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.utils import timezone
 
 from .. import zoho
@@ -19,11 +20,17 @@ class RevocationReport:
     already_revoked: list[ZohoToken] = field(default_factory=list)
 
 
-def revoke(tokens: Iterable[ZohoToken], *, at_zoho: bool = True) -> RevocationReport:
+def revoke(
+    tokens: Iterable[ZohoToken],
+    *,
+    at_zoho: bool = True,
+    on_revoked: Callable[[ZohoToken], object] | None = None,
+) -> RevocationReport:
     """Revoke each token at Zoho (unless ``at_zoho=False``), then locally.
 
     A token Zoho could not revoke stays active, so the action can be retried: the
     refresh token is still needed for that. Rows already revoked are left as they are.
+    ``on_revoked(row)`` runs in the transaction of that row's local revocation.
     """
     report = RevocationReport()
     for row in tokens:
@@ -34,8 +41,11 @@ def revoke(tokens: Iterable[ZohoToken], *, at_zoho: bool = True) -> RevocationRe
         if reason is not None:
             report.failed.append((row, reason))
             continue
-        row.revoked_at = timezone.now()
-        row.save(update_fields=["revoked_at", "updated_at"])
+        with transaction.atomic(using=row._state.db):
+            row.revoked_at = timezone.now()
+            row.save(update_fields=["revoked_at", "updated_at"])
+            if on_revoked is not None:
+                on_revoked(row)
         report.revoked.append(row)
     return report
 
