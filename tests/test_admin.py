@@ -224,3 +224,23 @@ def test_a_value_that_does_not_open_is_shown_as_such(admin_client, rows):
     assert "cannot be decrypted" in html
     assert f"…{ben.access_token[-4:]}" in html
     assert f"…{ann.refresh_token[-4:]}" not in html
+
+
+# --- no token in a URL ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lookup",
+    ["refresh_token", "access_token", "grant_token", "refresh_token_digest", "fingerprint"],
+)
+def test_filtering_the_list_by_a_token_tells_nothing(client, staff, rows, lookup):
+    """A view-only user must not learn from the row count whether a guessed token is real."""
+    client.force_login(staff)
+    real = getattr(ZohoToken.objects.get(pk=rows[0].pk), lookup)
+
+    with_real = client.get(CHANGELIST, {lookup: real})
+    with_guess = client.get(CHANGELIST, {lookup: "1000.a-guess.r"})
+
+    assert (with_real.status_code, with_guess.status_code) == (400, 400)
+    assert with_real.content == with_guess.content
+    assert real not in with_real.content.decode()

@@ -14,6 +14,7 @@ from django.contrib.admin.actions import delete_selected as django_delete_select
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.db.models import QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -21,6 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import services
 from .crypto import DecryptionError
+from .fields import DigestField, EncryptedTextField
 from .models import ZohoToken, mask
 
 IDENTITY_FIELDS = ("token_id", "user_name", "status", "client_id")
@@ -34,6 +36,14 @@ REFRESH_FIELDS = (
 )
 HISTORY_FIELDS = ("created_at", "updated_at", "revoked_at", "api_domain", "redirect_url")
 REVOKE_PERMISSION = f"{ZohoToken._meta.app_label}.revoke_zohotoken"
+# Never filtered on in a URL: the row count would tell whether a guessed token is real,
+# and the value would land in access logs.
+UNFILTERABLE = frozenset(
+    name
+    for field in ZohoToken._meta.concrete_fields
+    if isinstance(field, EncryptedTextField | DigestField)
+    for name in (field.name, field.attname)
+)
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -86,6 +96,13 @@ class ZohoTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: ZohoToken | None = None) -> bool:
         return False
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        if lookup.split(LOOKUP_SEP)[0] in UNFILTERABLE:
+            return False
+        if request is None:  # Django 4.2 passes no request
+            return super().lookup_allowed(lookup, value)
+        return super().lookup_allowed(lookup, value, request)
 
     def has_delete_permission(self, request: HttpRequest, obj: ZohoToken | None = None) -> bool:
         if obj is not None and not obj.is_revoked:
