@@ -85,6 +85,16 @@ def match(finder: Finder, token: OAuthToken) -> Any:
     return None
 
 
+def matches_by_secret(token: OAuthToken) -> bool:
+    """Whether :func:`match` looks ``token`` up through a secret's keyed digest."""
+    if user_name_of(token) is not None:
+        return False
+    access_token = token.get_access_token()
+    if access_token and token.get_client_id() is None and token.get_client_secret() is None:
+        return True
+    return bool(token.get_grant_token() or token.get_refresh_token())
+
+
 def match_user_name(finder: Finder, name: str) -> Any:
     found = finder.one("user_name", name)
     if found is not None or ":" in name:

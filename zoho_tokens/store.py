@@ -31,7 +31,7 @@ from .conf import app_settings
 from .db import run_write
 from .finder import ValueFinder
 from .models import ZohoToken
-from .sdk import TOKEN_STORE, fill_token, match, store_error, token_from_row
+from .sdk import TOKEN_STORE, fill_token, match, matches_by_secret, store_error, token_from_row
 
 logger = logging.getLogger("zoho_tokens.store")
 
@@ -62,6 +62,9 @@ class DjangoTokenStore(TokenStore):
         with _Failures("find_token", self):
             using = self.using
             found = match(ValueFinder(using), token)
+            if found is None and matches_by_secret(token):
+                # A wrong HMAC key must not pass for "not found".
+                services.refuse_foreign_digests(using)
             found = services.refresh_or_refuse(found, using=using, new_consent=bool(token.get_grant_token()))
             if found is None:
                 return None

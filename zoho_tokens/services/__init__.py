@@ -3,22 +3,27 @@
 * :mod:`.refresh`: the one refresh policy and the coordinated refresh;
 * :mod:`.save`: the SDK's ``save_token``;
 * :mod:`.revocation`: revoke at Zoho, then locally;
-* :mod:`.maintenance`: purge and key rotation.
+* :mod:`.maintenance`: purge and key rotation;
+* :mod:`.keys`: whether the configured keys fit the stored tokens.
 """
 
+from .keys import DigestCheck, check_stored_digests, refuse_foreign_digests
 from .maintenance import PurgeReport, purge, purgeable, rotate_keys
 from .refresh import refresh_due, refresh_if_due, refresh_or_refuse
 from .revocation import RevocationReport, revoke
 from .save import save_token
 
 __all__ = [
+    "DigestCheck",
     "PurgeReport",
     "RevocationReport",
+    "check_stored_digests",
     "purge",
     "purgeable",
     "refresh_due",
     "refresh_if_due",
     "refresh_or_refuse",
+    "refuse_foreign_digests",
     "revoke",
     "rotate_keys",
     "save_token",

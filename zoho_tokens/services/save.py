@@ -42,6 +42,7 @@ from ..sdk import (
     store_error,
     user_name_of,
 )
+from .keys import refuse_foreign_digests
 
 
 @sensitive_variables()
@@ -108,6 +109,7 @@ def upsert(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken:
     """Insert or update the row ``token`` means (call inside a transaction); returns it."""
     row = find_row_to_update(rows.select_for_update(), token)
     if row is None:
+        refuse_foreign_digests(rows.db)  # or the token would be stored a second time
         row = new_row(token)
         copy_onto_row(token, row)
         row.save(using=rows.db, force_insert=True)
