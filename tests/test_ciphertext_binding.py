@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.core.exceptions import FieldError
 from django.core.management import call_command
+from django.db.models import Value
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 
@@ -88,6 +89,15 @@ def test_each_digest_column_has_its_own_key_derived_from_the_hmac_key(token_fact
     assert stored["access_token_digest"] == digest("access_token_digest")
     assert stored["refresh_token_digest"] != stored["access_token_digest"]
     assert hmac.new(hmac_key, b"1000.same-value.x", hashlib.sha256).hexdigest() not in stored.values()
+
+
+def test_a_value_that_would_reach_the_database_without_its_row_is_refused(token_factory):
+    row = token_factory()
+    field = ZohoToken._meta.get_field("refresh_token")
+
+    with pytest.raises(FieldError, match="refresh_token is encrypted for its row"):
+        list(ZohoToken.objects.annotate(guess=Value("1000.plain.r", output_field=field)))
+    assert field.encrypt("1000.plain.r", row.token_id) != field.encrypt("1000.plain.r", "another-row")
 
 
 def test_the_token_id_of_a_stored_token_never_changes(token_factory):
