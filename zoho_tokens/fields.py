@@ -141,12 +141,13 @@ class EncryptedTextField(models.TextField):
     # --- the value's place ----------------------------------------------------------
 
     @cached_property
-    def _context_prefix(self) -> bytes:
+    def context_prefix(self) -> bytes:
+        """What the associated data of every value of this column starts with: table and column."""
         return f"{self.model._meta.db_table}\x00{self.column}\x00".encode()
 
     def context(self, row_id: str) -> bytes:
         """The associated data of a value of this column in the row ``row_id``."""
-        return self._context_prefix + row_id.encode()
+        return self.context_prefix + row_id.encode()
 
     def row_id_of(self, instance: models.Model) -> str:
         row_id = getattr(instance, self.row_id_field)

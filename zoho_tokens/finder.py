@@ -75,7 +75,11 @@ class StoredValues(_Columns, TokenState):
 
 COLUMNS = _Columns._fields
 _FIELDS = [ZohoToken._meta.pk if name == "pk" else ZohoToken._meta.get_field(name) for name in COLUMNS]
-_ENCRYPTED = [(n, field) for n, field in enumerate(_FIELDS) if isinstance(field, EncryptedTextField)]
+_ENCRYPTED = [
+    (n, field, field.context_prefix)
+    for n, field in enumerate(_FIELDS)
+    if isinstance(field, EncryptedTextField)
+]
 _DATETIMES = [n for n, field in enumerate(_FIELDS) if isinstance(field, DateTimeField)]
 
 
@@ -83,11 +87,12 @@ def stored_values(raw: tuple[Any, ...], cipher: Cipher) -> StoredValues:
     """A fetched row of ``COLUMNS``, its secrets decrypted for that row and its times made datetimes."""
     row = list(raw)
     token_id = row[1]
+    row_id = token_id.encode()  # the associated data: the column's prefix and the row's id
     decrypt = cipher.decrypt
-    for position, field in _ENCRYPTED:
+    for position, field, prefix in _ENCRYPTED:
         if row[position] is not None:
             try:
-                row[position] = decrypt(row[position], field.context(token_id))
+                row[position] = decrypt(row[position], prefix + row_id)
             except DecryptionError as exc:
                 raise field.decryption_error(token_id, exc) from None
     for position in _DATETIMES:

@@ -114,7 +114,6 @@ def match_user_name(finder: Finder, name: str) -> Any:
 # --- stored token -> OAuthToken ------------------------------------------------------
 
 
-@sensitive_variables()
 def fill_token(token: OAuthToken, row: Any) -> None:
     """Copy the stored token into the token's empty (None) attributes only."""
     if token.get_id() is None:
@@ -128,7 +127,6 @@ def fill_token(token: OAuthToken, row: Any) -> None:
             getattr(token, f"set_{name}")(getattr(row, name))
 
 
-@sensitive_variables()
 def token_from_row(row: Any) -> OAuthToken:
     """A new, fully populated token for a stored one."""
     # The real constructor sets every private attribute the SDK reads later
@@ -185,13 +183,13 @@ def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
             row.expiry_time = expiry
 
 
+@sensitive_variables()
 def is_new_authorisation(token: OAuthToken, row: ZohoToken) -> bool:
     """A refresh token other than the stored one: the user consented again."""
     refresh_token = token.get_refresh_token()
     return refresh_token is not None and refresh_token != row.refresh_token
 
 
-@sensitive_variables()
 def credentials_of(token: OAuthToken) -> list[str | None]:
     """The token's values of ``CREDENTIAL_FIELDS``, in that order (what the fingerprint covers)."""
     return [getattr(token, f"get_{field}")() for field in CREDENTIAL_FIELDS]
