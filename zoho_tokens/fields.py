@@ -29,7 +29,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import EmptyResultSet, FieldError, ImproperlyConfigured
 from django.db import models, transaction
@@ -77,10 +77,17 @@ class Ciphertext:
 
 
 class Sealed(Value):
-    """A value encrypted for the row ``token_id``, written to the database as it is."""
+    """A value encrypted for the row ``token_id``, written to the database as it is.
+
+    Written to any other row or column, it does not open there: the store then names that
+    row. The store's save after a refresh updates one row by its ``token_id`` with one.
+    """
+
+    # Written as text, not through the encrypted field (which would refuse it without its row).
+    output_text: ClassVar[models.Field[Any, Any]] = models.TextField()
 
     def __init__(self, ciphertext: str, token_id: str) -> None:
-        super().__init__(ciphertext, output_field=models.TextField())
+        super().__init__(ciphertext, output_field=self.output_text)
         self.token_id = token_id
 
     def __repr__(self) -> str:
@@ -245,7 +252,17 @@ class EncryptedTextField(models.TextField):
 
 
 def encrypted_fields(model: type[models.Model]) -> list[EncryptedTextField]:
-    return [f for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+    found = _encrypted_fields.get(model)
+    if found is None:
+        found = _encrypted_fields[model] = [
+            f for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)
+        ]
+    return found
+
+
+# Remembered per model: update() and bulk_update() ask on every call.
+_encrypted_fields: dict[type[models.Model], list[EncryptedTextField]] = {}
+_digest_fields: dict[type[models.Model], list[DigestField]] = {}
 
 
 # A fixture's row is saved "raw": Django writes each attribute as it reads it, without
@@ -427,7 +444,10 @@ _DIGEST_LOOKUPS = {"exact": _DigestExact, "in": _DigestIn}
 
 
 def digest_fields(model: type[models.Model]) -> list[DigestField]:
-    return [f for f in model._meta.concrete_fields if isinstance(f, DigestField)]
+    found = _digest_fields.get(model)
+    if found is None:
+        found = _digest_fields[model] = [f for f in model._meta.concrete_fields if isinstance(f, DigestField)]
+    return found
 
 
 def _is_sealed(expression: Any) -> bool:
@@ -482,15 +502,12 @@ class SecretsQuerySet(models.QuerySet[Any]):
                 "every encrypted value of the row is bound to it."
             )
         self._sync_digests(kwargs)
-        pinned = self
         plain: dict[str, str] = {}
         for name, value in kwargs.items():
             if name not in secrets or value is None:
                 continue
-            if isinstance(value, Sealed):
-                # Sealed for one row: only that row may take it.
-                pinned = pinned.filter(**{secrets[name].row_id_field: value.token_id})
-            elif hasattr(value, "resolve_expression"):
+            if hasattr(value, "resolve_expression"):
+                # Sealed values, alone or in bulk_update()'s CASE, were made for their rows.
                 if not _is_sealed(value):
                     raise FieldError(
                         f"{self.model._meta.label}.{name} can only be updated with a plain value."
@@ -498,8 +515,8 @@ class SecretsQuerySet(models.QuerySet[Any]):
             else:
                 plain[name] = value
         if not plain:
-            return models.QuerySet.update(pinned, **kwargs)
-        return pinned._update_sealing_each_row(plain, kwargs)
+            return super().update(**kwargs)
+        return self._update_sealing_each_row(plain, kwargs)
 
     update.alters_data = True  # type: ignore[attr-defined]
 
