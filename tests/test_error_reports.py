@@ -3,7 +3,8 @@
 Django's error page with ``DEBUG`` off and the admins' error mail (``ExceptionReporter``)
 list every frame of the traceback, the HTML version with its local variables, as error
 trackers do. The failure here comes after Zoho answered, while the refresh writes the new
-access token: every secret of the row and the new token are in the frames.
+access token (its second UPDATE; the first claimed the refresh): every secret of the row
+and the new token are in the frames.
 """
 
 import logging
@@ -48,9 +49,13 @@ def test_the_report_of_a_failed_refresh_shows_no_secret(
     secrets = [row.client_secret, row.refresh_token, row.access_token]
     caplog.set_level(logging.DEBUG)
 
+    updates: list[str] = []
+
     def fail_the_write(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         if sql.startswith("UPDATE") and ZohoToken._meta.db_table in sql:
-            raise failure
+            updates.append(sql)
+            if len(updates) == 2:  # the claim went through; applying Zoho's answer fails
+                raise failure
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(fail_the_write):
@@ -60,7 +65,7 @@ def test_the_report_of_a_failed_refresh_shows_no_secret(
     assert exc.code == "TOKEN_STORE"
     assert message in str(exc)
     assert fake_zoho.count("refresh_token") == 1  # Zoho answered; writing its answer failed
-    assert "in refresh_if_due" in report  # the frames are reported ...
+    assert "in refresh_with_claim" in report  # the frames are reported ...
     for secret in secrets:  # ... without a secret of the row ...
         assert secret not in report
     assert not ZOHO_TOKEN.findall(report)  # ... or the access token Zoho just issued
@@ -75,16 +80,13 @@ def test_with_debug_on_the_store_s_own_values_show_masked(sdk, fake_zoho, tokens
     """``DEBUG`` turns Django's filter off: then the values themselves must not show secrets."""
     (row,) = tokens_zoho_knows("ann", expiring=True)
     settings.DEBUG = True
-    reads: list[str] = []
 
-    def fail_the_locked_read(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if sql.startswith("SELECT") and ZohoToken._meta.db_table in sql:
-            reads.append(sql)
-            if len(reads) == 2:  # the lookup found the row; the refresh locks and reads it
-                raise DatabaseError("the connection was lost")
+    def fail_the_claim(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith("UPDATE") and ZohoToken._meta.db_table in sql:
+            raise DatabaseError("the connection was lost")  # the lookup found the row; claiming fails
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(fail_the_locked_read):
+    with connection.execute_wrapper(fail_the_claim):
         report, exc = error_report(lambda: sdk(OAuthToken(id=row.token_id)))
 
     assert "the connection was lost" in str(exc)

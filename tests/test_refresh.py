@@ -1,8 +1,10 @@
 """The store refreshes a token about to expire itself, once, and handles each of Zoho's answers."""
 
 import logging
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
@@ -183,8 +185,10 @@ def test_a_new_consent_clears_the_re_authorisation_mark(alice, sdk, store, fake_
     assert org_zgid() == "10001"
 
 
-def test_a_rate_limit_backs_off_every_worker(alice, store, fake_zoho, caplog):
+def test_a_rate_limit_backs_off_every_worker(alice, store, fake_zoho, caplog, settings):
     fake_zoho.inject_rate_limit("refresh_token")
+    settings.ZOHO_TOKENS_RATE_LIMIT_BACKOFF = 120
+    before = timezone.now()
 
     with caplog.at_level(logging.WARNING, logger="zoho_tokens"):
         token = find_alice(store)
@@ -194,8 +198,9 @@ def test_a_rate_limit_backs_off_every_worker(alice, store, fake_zoho, caplog):
     assert fake_zoho.count("refresh_token") == 1
     row = ZohoToken.objects.get()
     assert row.refresh_error == "rate_limited"
-    assert row.refresh_retry_at is not None
-    assert any("rate-limited" in r.getMessage() for r in caplog.records)
+    # At least the rate-limit back-off, longer than the first back-off after a failure.
+    assert row.refresh_retry_at >= before + timedelta(seconds=120)
+    assert any("rate_limited" in r.getMessage() and "backs off" in r.getMessage() for r in caplog.records)
 
 
 def test_an_expired_token_during_the_back_off_is_a_clear_error(alice, store, fake_zoho):
@@ -203,36 +208,51 @@ def test_an_expired_token_during_the_back_off_is_a_clear_error(alice, store, fak
     find_alice(store)
     expire(alice)
 
-    with pytest.raises(SDKException, match="rate-limited the refresh"):
+    with pytest.raises(
+        SDKException, match=r"Zoho could not refresh it \(rate_limited\); the store retries after"
+    ):
         find_alice(store)
     assert fake_zoho.count("refresh_token") == 1
 
 
-def test_the_back_off_length_is_a_setting(alice, store, fake_zoho, settings):
+def test_the_back_off_lengths_are_settings(alice, store, fake_zoho, settings):
     settings.ZOHO_TOKENS_RATE_LIMIT_BACKOFF = 0
+    settings.ZOHO_TOKENS_REFRESH_BACKOFF = 0
     fake_zoho.inject_rate_limit("refresh_token")
 
     find_alice(store)
     find_alice(store)
 
     assert fake_zoho.count("refresh_token") == 2
-    assert ZohoToken.objects.get().refresh_error == ""
+    row = ZohoToken.objects.get()
+    assert (row.refresh_error, row.refresh_failures, row.refresh_retry_at) == ("", 0, None)
 
 
-@pytest.mark.parametrize("failure", ["drop", "timeout"])
-def test_a_network_failure_leaves_the_row_as_it_was(alice, store, fake_zoho, settings, caplog, failure):
+@pytest.mark.parametrize("failure", ["drop", "timeout", "http_503"])
+def test_a_network_failure_backs_off_and_keeps_the_token(alice, store, fake_zoho, settings, caplog, failure):
     if failure == "drop":
         fake_zoho.inject_error("refresh_token", DROP)
-    else:
+    elif failure == "timeout":
         settings.ZOHO_TOKENS_REFRESH_TIMEOUT = 0.2
         fake_zoho.set_delay(1.0, "refresh_token")
+    else:
+        fake_zoho.inject_error("refresh_token", "server_error", status=503)
     before = raw_row(alice.pk)
+    started = timezone.now()
 
-    with caplog.at_level(logging.WARNING, logger="zoho_tokens.store"):
+    with caplog.at_level(logging.WARNING, logger="zoho_tokens"):
         token = find_alice(store)
+        find_alice(store)  # backing off: Zoho is not asked again
 
     assert token.get_access_token() == alice.access_token
-    assert raw_row(alice.pk) == before
+    assert fake_zoho.count("refresh_token") == 1
+    after = raw_row(alice.pk)
+    for name in ("access_token", "refresh_token", "expiry_time", "client_secret", "needs_reauthorization_at"):
+        assert after[name] == before[name]
+    row = ZohoToken.objects.get(pk=alice.pk)
+    assert row.refresh_failures == 1
+    assert row.refresh_retry_at >= started + timedelta(seconds=30)
+    assert (row.refresh_claimed_by, row.refresh_claimed_until) == ("", None)
     assert any("Could not refresh token" in r.getMessage() for r in caplog.records)
     assert all(alice.refresh_token not in r.getMessage() for r in caplog.records)
 
@@ -288,3 +308,37 @@ def test_without_a_token_endpoint_the_store_does_not_refresh(token_factory, stor
     token = store.find_token_by_id(row.token_id)
 
     assert token.get_access_token() == row.access_token
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            {"access_token": "1000.new.a", "api_domain": "https://www.zohoapis.com"},
+            "expires_in missing or invalid",
+        ),
+        ({"access_token": None, "expires_in": 3600}, "access_token is not a token"),
+        ({"access_token": "", "expires_in": 3600}, "access_token is not a token"),
+        ({"access_token": "1000.new.a", "expires_in": "soon"}, "expires_in missing or invalid"),
+        ({"access_token": "1000.new.a", "expires_in": -5}, "expires_in missing or invalid"),
+        ({"access_token": "1000.new.a", "expires_in": 10**12}, "expires_in missing or invalid"),
+        ({"access_token": "1000.new.a", "expires_in": 3600, "api_domain": 7}, "api_domain is not a URL"),
+    ],
+)
+def test_a_malformed_refresh_answer_is_a_failed_refresh_and_stores_nothing(
+    alice, store, fake_zoho, body, reason
+):
+    fake_zoho.inject_error("refresh_token", body=body)
+    before = raw_row(alice.pk)
+
+    token = find_alice(store)  # still valid for 30 s: the current token serves
+    expire(alice)
+    with pytest.raises(SDKException, match=f"Zoho could not refresh it \\(malformed answer: {reason}\\)"):
+        find_alice(store)
+
+    assert token.get_access_token() == alice.access_token
+    after = raw_row(alice.pk)  # ciphertext as stored: unchanged
+    for name in ("access_token", "access_token_digest", "refresh_token", "api_domain"):
+        assert after[name] == before[name]
+    assert after["refresh_error"] == f"malformed answer: {reason}"
+    assert fake_zoho.count("refresh_token") == 1

@@ -16,19 +16,30 @@ from __future__ import annotations
 import copy
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
+import socket
 import sqlite3
 import statistics
+import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import post_save
 from django.db.utils import load_backend
+from django.utils import timezone
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
@@ -40,6 +51,7 @@ from tests.helpers import (
     log_in,
     now_ms,
     org_zgid,
+    raw_row,
     refresh_workers,
     signed_token,
 )
@@ -318,16 +330,17 @@ def row_lock_is_held(pk: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_killed_mid_refresh_releases_its_lock_and_the_next_worker_recovers(
+def test_a_worker_killed_mid_refresh_leaves_a_claim_that_expires_and_the_next_worker_refreshes(
     sdk, fake_zoho, tmp_path, settings, caplog
 ):
-    settings.ZOHO_TOKENS_LOCK_TIMEOUT = 5
+    deadline = 2.0
+    settings.ZOHO_TOKENS_REFRESH_TIMEOUT = deadline
     row = logged_in_row(sdk, fake_zoho, "killed@example.com", "70001")
     old_access_token, refresh_token = row.access_token, row.refresh_token
     org_calls_before = fake_zoho.count("org")
     expire(row)
-    # The fake issues the new token, then waits before answering: the child sits in
-    # the store's refresh transaction, row locked, until it is killed.
+    # The fake issues the new token, then waits before answering: the child sits in the
+    # store's refresh, its claim held, until it is killed.
     fake_zoho.set_delay(5, "refresh_token")
     messages = SPAWN.Queue()
     child = SPAWN.Process(
@@ -339,20 +352,25 @@ def test_a_worker_killed_mid_refresh_releases_its_lock_and_the_next_worker_recov
             str(tmp_path),
             row.user_name,
             messages,
+            {"ZOHO_TOKENS_REFRESH_TIMEOUT": deadline},
         ),
     )
     with started([child]):
         assert messages.get(timeout=WAIT) == "started"
-        deadline = time.monotonic() + WAIT
-        while fake_zoho.count("refresh_token") == 0 and child.is_alive() and time.monotonic() < deadline:
+        give_up = time.monotonic() + WAIT
+        while fake_zoho.count("refresh_token") == 0 and child.is_alive() and time.monotonic() < give_up:
             time.sleep(0.01)
         assert fake_zoho.count("refresh_token") == 1
         assert child.is_alive(), messages.get(timeout=1)
-        assert row_lock_is_held(row.pk)
+        # Waiting for Zoho, the child holds a claim, and no lock or transaction.
+        assert not row_lock_is_held(row.pk)
         child.kill()
         child.join(timeout=10)
     assert child.exitcode == -signal.SIGKILL
     assert messages.empty()
+    claimed = ZohoToken.objects.get(pk=row.pk)
+    assert claimed.refresh_claimed_by.endswith(tuple("0123456789abcdef"))
+    assert claimed.refresh_claimed_until > timezone.now()
     fake_zoho.set_delay(0, "refresh_token")
     reset_zoho_sdk()
     caplog.set_level(logging.INFO, logger="zoho_tokens")
@@ -362,9 +380,10 @@ def test_a_worker_killed_mid_refresh_releases_its_lock_and_the_next_worker_recov
     assert org_zgid() == "70001"
     recovery = time.monotonic() - begun
 
-    # The dead connection's lock went with it: no wait for the lock timeout,
-    # and the store refreshed itself (it did not fall back to the SDK's refresh).
-    assert recovery < settings.ZOHO_TOKENS_LOCK_TIMEOUT, recovery
+    # The next worker waited for the dead worker's claim to expire (the deadline plus
+    # the slack for applying an answer), then refreshed itself: the SDK did not.
+    assert recovery < deadline + 3, recovery
+    assert timezone.now() >= claimed.refresh_claimed_until
     messages_logged = [record.getMessage() for record in caplog.records]
     assert not [m for m in messages_logged if m.startswith("Could not refresh token")], messages_logged
     assert f"Refreshed the access token of token {row.token_id}" in messages_logged
@@ -378,6 +397,7 @@ def test_a_worker_killed_mid_refresh_releases_its_lock_and_the_next_worker_recov
     assert authorizations(fake_zoho)[org_calls_before:] == [row.access_token]
     assert row.expiry_time > now_ms() + 3_000_000
     assert (row.needs_reauthorization_at, row.refresh_retry_at, row.refresh_error) == (None, None, "")
+    assert (row.refresh_claimed_by, row.refresh_claimed_until) == ("", None)
     assert not row_lock_is_held(row.pk)
 
 
@@ -556,3 +576,280 @@ def test_latency_of_a_find_that_refreshes_against_a_plain_find(sdk, fake_zoho, s
         f"\n[{connection.vendor}] find_token: plain {plain_ms:.2f} ms, refresh path {refreshing_ms:.2f} ms, "
         f"added {refreshing_ms - plain_ms:.2f} ms (mean of {rounds}; fake Zoho on 127.0.0.1, no delay)"
     )
+
+
+# --- 7. a slow Zoho: nothing held while waiting, one call, a real deadline ---------------
+
+
+class HeldMonitor:
+    """Polls the database, from its own connection, for what the workers hold.
+
+    ``longest`` is the longest time any other connection to the test database was
+    seen inside an open transaction (PostgreSQL, MariaDB) or holding SQLite's write
+    lock, in seconds; ``lock_waits`` is the longest wait on a lock (PostgreSQL).
+    """
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.lock_waits = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._database = connection.settings_dict["NAME"]
+        self._vendor = connection.vendor
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        if self._vendor == "sqlite":
+            self._watch_sqlite()
+            return
+        probe = fresh_connection()
+        try:
+            while not self._stop.wait(0.05):
+                with probe.cursor() as cursor:
+                    held, waited = self._query(cursor)
+                self.longest = max(self.longest, held)
+                self.lock_waits = max(self.lock_waits, waited)
+        finally:
+            probe.close()
+
+    def _query(self, cursor: Any) -> tuple[float, float]:
+        if self._vendor == "postgresql":
+            cursor.execute(
+                "SELECT COALESCE(MAX(EXTRACT(EPOCH FROM now() - xact_start)), 0),"
+                " COALESCE(MAX(EXTRACT(EPOCH FROM now() - state_change))"
+                " FILTER (WHERE wait_event_type = 'Lock'), 0)"
+                " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                " AND xact_start IS NOT NULL AND backend_type = 'client backend'",
+                [self._database],
+            )
+        else:
+            cursor.execute(
+                "SELECT COALESCE(MAX(TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6))) / 1e6, 0), 0"
+                " FROM information_schema.innodb_trx t"
+                " JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id"
+                " WHERE p.db = %s AND p.id <> CONNECTION_ID()",
+                [self._database],
+            )
+        held, waited = cursor.fetchone()
+        return float(held), float(waited)
+
+    def _watch_sqlite(self) -> None:
+        locked_since: float | None = None
+        while not self._stop.wait(0.05):
+            probe = sqlite3.connect(self._database, timeout=0, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+                locked_since = None
+            except sqlite3.OperationalError:
+                locked_since = locked_since or time.monotonic()
+                self.longest = max(self.longest, time.monotonic() - locked_since)
+            finally:
+                probe.close()
+
+
+def lookups_by_8_processes(
+    worker_pool: WorkerPool, row: ZohoToken, overrides: dict[str, Any], database: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], HeldMonitor]:
+    monitor = HeldMonitor()
+    kwargs = {"token_id": row.token_id, "threads": 1, "overrides": overrides, "database": database}
+    try:
+        outcomes = worker_pool.run("timed_lookups", [kwargs] * 8, 1, monitor.start)
+    finally:
+        monitor.stop()
+    assert [errors for _, errors in outcomes] == [[]] * 8
+    reports = [report for worker_reports, _ in outcomes for report in worker_reports]
+    for report in reports:
+        report["seconds"] = report["ended"] - report["started"]
+    return reports, monitor
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_eight_processes_and_a_zoho_taking_3_s_make_one_call_and_hold_nothing_while_waiting(
+    worker_pool, tokens_zoho_knows, fake_zoho
+):
+    (row,) = tokens_zoho_knows("slow", expired=True)
+    fake_zoho.set_delay(3, "refresh_token")
+    overrides = {"ZOHO_TOKENS_TOKEN_URL": fake_zoho.token_url, "ZOHO_TOKENS_REFRESH_TIMEOUT": 10}
+
+    reports, monitor = lookups_by_8_processes(worker_pool, row, overrides)
+
+    print(
+        f"\n[{connection.vendor}] Zoho 3 s, 8 processes: lookups {min(r['seconds'] for r in reports):.2f}-"
+        f"{max(r['seconds'] for r in reports):.2f} s; longest open transaction {monitor.longest:.2f} s; "
+        f"longest lock wait {monitor.lock_waits:.2f} s"
+    )
+    assert fake_zoho.count("refresh_token") == 1
+    row.refresh_from_db()
+    assert fake_zoho.is_access_token_valid(row.access_token)
+    assert [(r["error"], r["access_token"]) for r in reports] == [(None, row.access_token)] * 8
+    assert max(r["seconds"] for r in reports) < 5
+    assert monitor.longest < 1.0
+    assert monitor.lock_waits < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("slowness", ["delay", "drip"])
+def test_a_zoho_slower_than_the_deadline_is_cut_off_once_and_every_worker_backs_off(
+    worker_pool, tokens_zoho_knows, fake_zoho, slowness
+):
+    (row,) = tokens_zoho_knows("dripping", expired=True)
+    if slowness == "delay":
+        fake_zoho.set_delay(4, "refresh_token")
+    else:
+        fake_zoho.set_drip(0.3, "refresh_token")  # never silent for a whole per-read timeout
+    deadline = 1.0
+    overrides = {"ZOHO_TOKENS_TOKEN_URL": fake_zoho.token_url, "ZOHO_TOKENS_REFRESH_TIMEOUT": deadline}
+    before = raw_row(row.pk)
+
+    reports, monitor = lookups_by_8_processes(worker_pool, row, overrides)
+    again, _ = lookups_by_8_processes(worker_pool, row, overrides)
+
+    print(
+        f"\n[{connection.vendor}] Zoho {slowness}, deadline {deadline} s: lookups up to "
+        f"{max(r['seconds'] for r in reports):.2f} s, then {max(r['seconds'] for r in again):.2f} s"
+    )
+    # One call, cut off at the deadline; nobody calls again within the back-off.
+    assert fake_zoho.count("refresh_token") == 1
+    assert max(r["seconds"] for r in reports) < deadline + 1
+    for report in reports + again:
+        assert report["access_token"] is None
+        assert "has expired and Zoho could not refresh it" in report["error"]
+        assert "the store retries after" in report["error"]
+        assert row.refresh_token not in report["error"]
+    after = raw_row(row.pk)  # ciphertext as stored: unchanged
+    for name in ("refresh_token", "access_token", "expiry_time", "client_secret"):
+        assert after[name] == before[name]
+    stored = ZohoToken.objects.get(pk=row.pk)
+    assert stored.refresh_failures == 1
+    assert "no complete answer within 1 s" in stored.refresh_error
+    assert stored.refresh_retry_at >= timezone.now() + timedelta(seconds=25)
+    assert monitor.longest < 1.0
+
+
+@pytest.fixture(scope="module")
+def pgbouncer() -> Iterator[int]:
+    """A real PgBouncer in transaction pooling mode, pool size 2, on a free port, in
+    front of the test server; yields its port. Started as the ``postgres`` user when run
+    as root (PgBouncer refuses root)."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        pytest.fail("PgBouncer is not installed (Debian: apt-get install pgbouncer); .ci/run installs it")
+    settings_dict = connections["default"].settings_dict
+    # Not under pytest's tmp folders, which only root may enter.
+    folder = Path(tempfile.mkdtemp(prefix="zoho_tokens_pgbouncer_"))
+    folder.chmod(0o755)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (folder / "users.txt").write_text(f'"{settings_dict["USER"]}" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={settings_dict['HOST'] or '127.0.0.1'} port={settings_dict['PORT'] or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'users.txt'}\n"
+        "pool_mode = transaction\ndefault_pool_size = 2\nmin_pool_size = 0\nreserve_pool_size = 0\n"
+        "max_client_conn = 200\nignore_startup_parameters = extra_float_digits,options\n"
+    )
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    command = [binary, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        command[1:1] = ["-u", "postgres"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        give_up = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > give_up:
+                    log = (
+                        (folder / "pgbouncer.log").read_text() if (folder / "pgbouncer.log").exists() else ""
+                    )
+                    output = process.stdout.read().decode() if process.stdout else ""
+                    pytest.fail(f"PgBouncer did not start: {output}{log}")
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_behind_pgbouncer_in_transaction_mode_a_slow_zoho_still_makes_one_call(
+    worker_pool, tokens_zoho_knows, fake_zoho, request
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("PgBouncer stands in front of PostgreSQL only")
+    port = request.getfixturevalue("pgbouncer")
+    (row,) = tokens_zoho_knows("pooled", expired=True)
+    fake_zoho.set_delay(3, "refresh_token")
+    overrides = {"ZOHO_TOKENS_TOKEN_URL": fake_zoho.token_url, "ZOHO_TOKENS_REFRESH_TIMEOUT": 10}
+    # What the README asks of a project behind PgBouncer in transaction mode.
+    behind_pgbouncer = {
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "OPTIONS": {"prepare_threshold": None},
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+    }
+
+    reports, monitor = lookups_by_8_processes(worker_pool, row, overrides, behind_pgbouncer)
+
+    print(
+        f"\n[pgbouncer, pool 2] Zoho 3 s, 8 processes: lookups {min(r['seconds'] for r in reports):.2f}-"
+        f"{max(r['seconds'] for r in reports):.2f} s; longest open transaction {monitor.longest:.2f} s"
+    )
+    assert fake_zoho.count("refresh_token") == 1
+    row.refresh_from_db()
+    assert [(r["error"], r["access_token"]) for r in reports] == [(None, row.access_token)] * 8
+    assert max(r["seconds"] for r in reports) < 5
+    assert monitor.longest < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_proactive_refresh_racing_eight_workers_still_makes_one_call_per_token(
+    worker_pool, tokens_zoho_knows, fake_zoho
+):
+    rows = tokens_zoho_knows("race1", "race2", expired=True)
+    fake_zoho.set_delay(0.5, "refresh_token")
+    overrides = {"ZOHO_TOKENS_TOKEN_URL": fake_zoho.token_url}
+    outputs: list[str] = []
+
+    def proactive() -> None:
+        out = StringIO()
+        call_command("zoho_refresh_tokens", "--expiring-within", "600", stdout=out)
+        outputs.append(out.getvalue())
+        connection.close()
+
+    runner = threading.Thread(target=proactive)
+    kwargs = [{"token_id": rows[n % 2].token_id, "threads": 1, "overrides": overrides} for n in range(8)]
+    outcomes = worker_pool.run("timed_lookups", kwargs, 1, runner.start)
+    runner.join(timeout=WAIT)
+
+    assert [errors for _, errors in outcomes] == [[]] * 8
+    assert fake_zoho.count("refresh_token") == 2
+    for row in rows:
+        assert fake_zoho.refresh_count(row.refresh_token) == 1
+    fresh = {row.token_id: ZohoToken.objects.get(pk=row.pk).access_token for row in rows}
+    reports = [
+        (kwargs[n]["token_id"], report)
+        for n, (worker_reports, _) in enumerate(outcomes)
+        for report in worker_reports
+    ]
+    assert all(report["access_token"] == fresh[token_id] for token_id, report in reports)
+    (output,) = outputs
+    assert output.startswith("Refreshed ") and "0 rejected" in output and "0 failed" in output

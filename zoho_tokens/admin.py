@@ -100,8 +100,6 @@ class ZohoTokenAdmin(admin.ModelAdmin):
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         if lookup.split(LOOKUP_SEP)[0] in UNFILTERABLE:
             return False
-        if request is None:  # Django 4.2 passes no request
-            return super().lookup_allowed(lookup, value)
         return super().lookup_allowed(lookup, value, request)
 
     def has_delete_permission(self, request: HttpRequest, obj: ZohoToken | None = None) -> bool:

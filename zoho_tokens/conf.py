@@ -93,18 +93,34 @@ class Settings:
 
     @property
     def REFRESH_TIMEOUT(self) -> float:
-        """Seconds to wait for Zoho's answer to a refresh."""
+        """Deadline in seconds for a whole call to Zoho Accounts: connect, send, every read."""
         return float(self._get("ZOHO_TOKENS_REFRESH_TIMEOUT", 10))
 
     @property
-    def LOCK_TIMEOUT(self) -> float:
-        """Seconds a worker waits for another worker's refresh before using the token it has."""
-        return float(self._get("ZOHO_TOKENS_LOCK_TIMEOUT", 15))
+    def REFRESH_BACKOFF(self) -> float:
+        """Seconds no worker refreshes a token after its first failed refresh; doubles with
+        each further failure (plus up to a quarter of jitter), up to ``REFRESH_BACKOFF_MAX``."""
+        return float(self._get("ZOHO_TOKENS_REFRESH_BACKOFF", 30))
+
+    @property
+    def REFRESH_BACKOFF_MAX(self) -> float:
+        """The longest back-off after failed refreshes, in seconds."""
+        return float(self._get("ZOHO_TOKENS_REFRESH_BACKOFF_MAX", 600))
 
     @property
     def RATE_LIMIT_BACKOFF(self) -> float:
-        """Seconds every worker waits before refreshing again after Zoho's "too many requests"."""
+        """Seconds every worker waits at least before refreshing again after Zoho's "too many requests"."""
         return float(self._get("ZOHO_TOKENS_RATE_LIMIT_BACKOFF", 60))
+
+    @property
+    def REVOKE_CONCURRENCY(self) -> int:
+        """How many revocations at Zoho run at once (admin action, ``zoho_revoke_tokens``)."""
+        return int(self._get("ZOHO_TOKENS_REVOKE_CONCURRENCY", 8))
+
+    @property
+    def REVOKE_DEADLINE(self) -> float:
+        """Seconds a bulk revocation may take in all; rows Zoho did not answer for by then stay active."""
+        return float(self._get("ZOHO_TOKENS_REVOKE_DEADLINE", 20))
 
 
 app_settings = Settings()

@@ -2,7 +2,6 @@
 
 * Writes run in a transaction, retried when a concurrent writer caused a transient
   error (:func:`run_write`).
-* A refresh locks its row, with a bounded wait (:func:`lock_row`).
 * The lookup every SDK call makes runs a statement the ORM compiled once
   (:func:`compile_query`, :func:`run_compiled`).
 
@@ -17,17 +16,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 
 try:
     import psycopg as _psycopg
@@ -39,7 +36,6 @@ from .conf import app_settings
 logger = logging.getLogger("zoho_tokens.store")
 
 T = TypeVar("T")
-M = TypeVar("M", bound=Model)
 
 MYSQL_TRANSIENT_CODES = {1205, 1213}  # lock wait timeout, deadlock
 POSTGRES_TRANSIENT_STATES = {"40001", "40P01", "55P03"}  # serialisation, deadlock, lock not available
@@ -96,45 +92,6 @@ def run_write(using: str, write: Callable[[], T]) -> T:
             )
             time.sleep(backoff(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-# --- row locks ----------------------------------------------------------------------
-
-
-def lock_row(rows: QuerySet[M], pk: Any, timeout: float) -> M | None:
-    """The row, locked until the current transaction ends (call inside ``atomic``).
-
-    Waits at most ``timeout`` seconds for another transaction's lock, then raises
-    ``OperationalError``. On SQLite the transaction already holds the database's
-    write lock (``transaction_mode`` IMMEDIATE).
-    """
-    connection = connections[rows.db]
-    if not connection.features.has_select_for_update:
-        return rows.filter(pk=pk).first()
-    with _lock_wait(connection, timeout):
-        return rows.select_for_update().filter(pk=pk).first()
-
-
-@contextmanager
-def _lock_wait(connection: BaseDatabaseWrapper, timeout: float) -> Iterator[None]:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # SET LOCAL ends with the transaction: nothing to restore.
-            cursor.execute("SET LOCAL lock_timeout = %s", [f"{int(timeout * 1000)}ms"])
-            yield
-        elif connection.vendor == "mysql":
-            # Whole seconds only, and session-wide: restore the caller's value.
-            cursor.execute(
-                "SET @zoho_tokens_wait = @@SESSION.innodb_lock_wait_timeout, "
-                "@@SESSION.innodb_lock_wait_timeout = %s",
-                [max(1, math.ceil(timeout))],
-            )
-            try:
-                yield
-            finally:
-                cursor.execute("SET @@SESSION.innodb_lock_wait_timeout = @zoho_tokens_wait")
-        else:
-            yield
 
 
 # --- statements compiled once ----------------------------------------------------------

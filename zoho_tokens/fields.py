@@ -580,6 +580,24 @@ class SecretsQuerySet(models.QuerySet[Any]):
     bulk_update.alters_data = True  # type: ignore[attr-defined]
 
 
+def sealed_for_row(model: type[models.Model], row_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` ready for ``update()`` of the one row ``row_id``: each secret encrypted for
+    that row, and the digests of the values named computed from the plaintexts. One
+    ``UPDATE``, no read; written to any other row, the secrets do not open there."""
+    sealed = dict(values)
+    for digest in digest_fields(model):
+        named = [name for name in digest.sources if name in values]
+        if named and digest.attname not in values:
+            complete = len(named) == len(digest.sources)
+            sealed[digest.attname] = (
+                digest.digest_from([values[name] for name in named]) if complete else None
+            )
+    for secret in encrypted_fields(model):
+        if secret.attname in values:
+            sealed[secret.attname] = secret.sealed(values[secret.attname], row_id)
+    return sealed
+
+
 def with_digest_fields(model: type[models.Model], update_fields: Iterable[str] | None) -> list[str] | None:
     """``update_fields`` plus the digests of any source field it names."""
     if update_fields is None:

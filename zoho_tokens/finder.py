@@ -51,6 +51,8 @@ class _Columns(NamedTuple):
     needs_reauthorization_at: datetime | None
     refresh_error: str
     refresh_retry_at: datetime | None
+    refresh_failures: int
+    refresh_claimed_until: datetime | None
 
 
 assert _Columns._fields[3:10] == SDK_FIELDS, "the SELECT reads every value of the SDK's token"

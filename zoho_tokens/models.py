@@ -40,7 +40,7 @@ SDK_FIELDS = (*CREDENTIAL_FIELDS, "access_token")
 # Encrypted at rest.
 SECRET_FIELDS = ("client_secret", "refresh_token", "access_token", "grant_token")
 # What the store's own refresh attempts leave behind.
-REFRESH_STATE_FIELDS = ("needs_reauthorization_at", "refresh_error", "refresh_retry_at")
+REFRESH_STATE_FIELDS = ("needs_reauthorization_at", "refresh_error", "refresh_retry_at", "refresh_failures")
 # Everything a save from the SDK may change (digests follow their sources: ZohoToken.save).
 SAVED_FIELDS = (
     "user_name",
@@ -101,6 +101,8 @@ class TokenState:
     needs_reauthorization_at: datetime | None
     refresh_error: str
     refresh_retry_at: datetime | None
+    refresh_failures: int
+    refresh_claimed_until: datetime | None
 
     @property
     def needs_reauthorization(self) -> bool:
@@ -172,7 +174,26 @@ class ZohoToken(TokenState, models.Model):
         _("last refresh error"), max_length=100, blank=True, default="", help_text=_("Zoho's error code.")
     )
     refresh_retry_at = models.DateTimeField(
-        _("no refresh before"), null=True, blank=True, help_text=_("Set after Zoho's rate limit.")
+        _("no refresh before"),
+        null=True,
+        blank=True,
+        help_text=_("Set after a failed refresh: every worker backs off until then."),
+    )
+    refresh_failures = models.PositiveIntegerField(
+        _("failed refreshes in a row"),
+        default=0,
+        help_text=_("Since the last successful refresh; the back-off grows with it."),
+    )
+    # The refresh in progress: a worker claims it in one short UPDATE, calls Zoho with no
+    # transaction open, and applies the answer only while it still holds the claim.
+    refresh_claimed_by = models.CharField(
+        _("refresh claimed by"), max_length=100, blank=True, default="", help_text=_("host:process:attempt")
+    )
+    refresh_claimed_until = models.DateTimeField(
+        _("refresh claimed until"),
+        null=True,
+        blank=True,
+        help_text=_("A claim left by a worker that died expires then."),
     )
 
     objects = ZohoTokenQuerySet.as_manager()
@@ -222,3 +243,4 @@ class ZohoToken(TokenState, models.Model):
         self.needs_reauthorization_at = None
         self.refresh_error = ""
         self.refresh_retry_at = None
+        self.refresh_failures = 0

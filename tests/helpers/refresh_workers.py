@@ -238,22 +238,80 @@ def find_and_save(
     return [newest, done], errors + failures
 
 
-TASKS: dict[str, Callable[..., Outcome]] = {"call_org": call_org, "find_and_save": find_and_save}
+def timed_lookups(
+    *,
+    token_id: str,
+    threads: int,
+    overrides: dict[str, Any],
+    database: dict[str, Any] | None = None,
+    worker: int,
+    go: Any,
+    messages: Any,
+) -> Outcome:
+    """``threads`` threads each look the token up once with the store, released together.
+
+    Each reports when it started and ended, and the access token it got or the
+    ``SDKException`` it met (any other exception is an error). ``overrides`` are
+    settings, ``database`` changes to this process's connection settings (another
+    host or port, options), both for this task only.
+    """
+    from django.db import connections
+    from django.test import override_settings
+    from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
+
+    from zoho_tokens.store import DjangoTokenStore
+
+    store = DjangoTokenStore()
+    settings_dict = connections["default"].settings_dict
+    saved = {key: settings_dict.get(key) for key in (database or {})}
+    connections["default"].close()
+    settings_dict.update(database or {})  # shared by every thread's connection
+
+    def look_up(_: int) -> dict[str, Any]:
+        started = time.time()
+        try:
+            access_token, error = store.find_token_by_id(token_id).get_access_token(), None
+        except SDKException as exc:
+            access_token, error = None, str(exc)
+        return {"started": started, "ended": time.time(), "access_token": access_token, "error": error}
+
+    try:
+        with override_settings(**overrides):
+            return in_threads(threads, look_up, worker, go, messages)
+    finally:
+        settings_dict.update(saved)
+
+
+TASKS: dict[str, Callable[..., Outcome]] = {
+    "call_org": call_org,
+    "find_and_save": find_and_save,
+    "timed_lookups": timed_lookups,
+}
 
 
 # --- a process to kill ----------------------------------------------------------------------
 
 
 def refresh_until_killed(
-    database_name: str, base_url: str, token_url: str, resource_path: str, user_name: str, messages: Any
+    database_name: str,
+    base_url: str,
+    token_url: str,
+    resource_path: str,
+    user_name: str,
+    messages: Any,
+    overrides: dict[str, Any] | None = None,
 ) -> None:
     """Initialise the SDK for a user whose token expired: the store starts a refresh.
 
     The parent makes the fake Zoho slow to answer and kills this process while the
-    store waits for the answer, holding the row lock in an open transaction.
+    store waits for the answer, holding its claim on the refresh. ``overrides`` are
+    settings for this process (the parent's own do not reach it).
     """
     try:
         setup_django(database_name)
+        from django.test import override_settings
+
+        override_settings(**(overrides or {})).enable()
         messages.put("started")
         initialize_sdk(base_url, token_url, resource_path, user_name)
         messages.put("finished")  # the parent was too slow to kill us

@@ -9,7 +9,7 @@
 
 from .keys import DigestCheck, check_stored_digests, refuse_foreign_digests
 from .maintenance import PurgeReport, purge, purgeable, rotate_keys
-from .refresh import refresh_due, refresh_if_due, refresh_or_refuse
+from .refresh import backoff_seconds, refresh_due, refresh_once, refresh_or_refuse
 from .revocation import RevocationReport, revoke
 from .save import save_token
 
@@ -17,11 +17,12 @@ __all__ = [
     "DigestCheck",
     "PurgeReport",
     "RevocationReport",
+    "backoff_seconds",
     "check_stored_digests",
     "purge",
     "purgeable",
     "refresh_due",
-    "refresh_if_due",
+    "refresh_once",
     "refresh_or_refuse",
     "refuse_foreign_digests",
     "revoke",

@@ -1,16 +1,27 @@
-"""Revoking tokens: at Zoho (so the refresh token stops working), then locally."""
+"""Revoking tokens: at Zoho (so the refresh token stops working), then locally.
+
+Revocations at Zoho run a few at a time within one total deadline, so that a large
+selection in the admin ends inside the web server's worker timeout. Rows are marked
+revoked as Zoho answers for them, each in its own transaction together with whatever
+the caller records (the admin's log entry); rows Zoho has not answered for by the
+deadline stay active and are reported, so the action can simply be repeated.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 
 from .. import zoho
 from ..conf import app_settings
 from ..models import ZohoToken
+
+NO_ENDPOINT = "no Zoho token endpoint is known for it: set ZOHO_TOKENS_TOKEN_URL"
 
 
 @dataclass
@@ -25,44 +36,91 @@ def revoke(
     *,
     at_zoho: bool = True,
     on_revoked: Callable[[ZohoToken], object] | None = None,
+    deadline: float | None = None,
 ) -> RevocationReport:
     """Revoke each token at Zoho (unless ``at_zoho=False``), then locally.
 
-    A token Zoho could not revoke stays active, so the action can be retried: the
+    ``on_revoked(row)`` runs in the transaction that marks ``row`` revoked. A token Zoho
+    could not revoke, or did not answer for within ``deadline`` seconds in all
+    (``ZOHO_TOKENS_REVOKE_DEADLINE``), stays active, so the action can be retried: its
     refresh token is still needed for that. Rows already revoked are left as they are.
-    ``on_revoked(row)`` runs in the transaction of that row's local revocation.
     """
     report = RevocationReport()
+    pending: list[ZohoToken] = []
     for row in tokens:
-        if row.is_revoked:
-            report.already_revoked.append(row)
-            continue
-        reason = _revoke_at_zoho(row) if at_zoho else None
-        if reason is not None:
-            report.failed.append((row, reason))
-            continue
-        with transaction.atomic(using=row._state.db):
-            row.revoked_at = timezone.now()
-            row.save(update_fields=["revoked_at", "updated_at"])
-            if on_revoked is not None:
-                on_revoked(row)
-        report.revoked.append(row)
+        (report.already_revoked if row.is_revoked else pending).append(row)
+    if not at_zoho:
+        for row in pending:
+            _mark_revoked(row, report, on_revoked)
+        return report
+    total = app_settings.REVOKE_DEADLINE if deadline is None else deadline
+    ends = time.monotonic() + total
+    # Threads talk HTTP only; the database is written from this thread, whose connection it is.
+    pool = ThreadPoolExecutor(max_workers=max(1, app_settings.REVOKE_CONCURRENCY))
+    try:
+        running: dict[Future[str | None], ZohoToken] = {}
+        for row in pending:
+            if not row.refresh_token:
+                _mark_revoked(row, report, on_revoked)  # nothing Zoho could still honour
+                continue
+            token_url = zoho.token_endpoint(row.api_domain)
+            if token_url is None:
+                report.failed.append(
+                    (row, "no Zoho token endpoint is known for it: set ZOHO_TOKENS_TOKEN_URL")
+                )
+                continue
+            running[pool.submit(_revoke_at_zoho, token_url, row.refresh_token, ends)] = row
+        while running:
+            done, _ = wait(running, timeout=max(0.0, ends - time.monotonic()), return_when=FIRST_COMPLETED)
+            if not done:
+                break
+            for future in done:
+                row = running.pop(future)
+                reason = future.result()
+                if reason is None:
+                    _mark_revoked(row, report, on_revoked)
+                else:
+                    report.failed.append((row, reason))
+        for row in running.values():
+            report.failed.append((row, f"Zoho did not answer within {total:g} s; run it again"))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    # In the order given, whatever order Zoho answered in.
+    order = {id(row): position for position, row in enumerate(pending)}
+    report.revoked.sort(key=lambda row: order[id(row)])
+    report.failed.sort(key=lambda failure: order[id(failure[0])])
     return report
 
 
-def _revoke_at_zoho(row: ZohoToken) -> str | None:
+def _revoke_at_zoho(token_url: str, refresh_token: str, ends: float) -> str | None:
     """``None`` when Zoho no longer honours the token, else why it may still work."""
-    if not row.refresh_token:
-        return None  # nothing Zoho could still honour
-    token_url = zoho.token_endpoint(row.api_domain)
-    if token_url is None:
-        return "no Zoho token endpoint is known for it: set ZOHO_TOKENS_TOKEN_URL"
+    remaining = min(app_settings.REFRESH_TIMEOUT, ends - time.monotonic())
+    if remaining <= 0:
+        return "the revocation deadline passed before Zoho was asked; run it again"
     try:
-        answer = zoho.revoke_refresh_token(
-            token_url, refresh_token=row.refresh_token, timeout=app_settings.REFRESH_TIMEOUT
-        )
+        answer = zoho.revoke_refresh_token(token_url, refresh_token=refresh_token, deadline=remaining)
     except zoho.ZohoUnreachable as exc:
         return f"Zoho could not be reached ({exc})"
     if not answer.revoked:
         return f"Zoho refused ({answer.error})"
     return None
+
+
+def _mark_revoked(
+    row: ZohoToken, report: RevocationReport, on_revoked: Callable[[ZohoToken], object] | None
+) -> None:
+    using = row._state.db or router.db_for_write(ZohoToken)
+    now = timezone.now()
+    with transaction.atomic(using=using):
+        marked = (
+            ZohoToken.objects.using(using)
+            .filter(pk=row.pk, revoked_at__isnull=True)
+            .update(revoked_at=now, updated_at=now)
+        )
+        if not marked:
+            report.already_revoked.append(row)  # by someone else meanwhile
+            return
+        row.revoked_at = row.updated_at = now
+        if on_revoked is not None:
+            on_revoked(row)
+    report.revoked.append(row)

@@ -18,7 +18,7 @@ the row, applies the SDK's rules and writes only what changed.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, cast
+from typing import cast
 
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import Q
@@ -28,7 +28,7 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 
 from ..conf import app_settings
 from ..db import run_write
-from ..fields import DigestField, EncryptedTextField
+from ..fields import DigestField, sealed_for_row
 from ..finder import RowFinder, ValueFinder
 from ..models import SAVED_FIELDS, ZohoToken, ZohoTokenQuerySet
 from ..sdk import (
@@ -84,15 +84,17 @@ def save_refreshed_access_token(token: OAuthToken, *, using: str) -> bool:
         )
         .exclude(access_token_digest=new_access_digest)
     )
-    access_field = cast(EncryptedTextField, ZohoToken._meta.get_field("access_token"))
-    values: dict[str, Any] = {
-        # Encrypted for this row, with its digest: one UPDATE, no read.
-        "access_token": access_field.sealed(access_token, str(token_id)),
-        "access_token_digest": new_access_digest,
-        "expiry_time": expiry,
-        "last_refreshed_at": now,
-        "updated_at": now,
-    }
+    values = sealed_for_row(
+        ZohoToken,
+        str(token_id),
+        {
+            "access_token": access_token,
+            "access_token_digest": new_access_digest,
+            "expiry_time": expiry,
+            "last_refreshed_at": now,
+            "updated_at": now,
+        },
+    )
     # In the caller's transaction, a failed statement must not abort it (PostgreSQL
     # would refuse every later statement): a savepoint.
     savepoint = transaction.atomic(using=using) if connections[using].in_atomic_block else nullcontext()

@@ -69,6 +69,7 @@ class _Answer:
     status: int
     body: Mapping[str, Any] | None
     delay: float = 0.0
+    drip: float = 0.0  # seconds between bytes of the answer
 
 
 @dataclass
@@ -177,6 +178,7 @@ class FakeZoho:
         self._revoked: list[str] = []
         self._injected: dict[str, deque[_Injection]] = {}
         self._delays: dict[str | None, float] = {}
+        self._drips: dict[str | None, float] = {}
 
     def issue_grant_token(self, email: str = "alice@example.com", zgid: str = "10001") -> str:
         """A new one-time grant code for the user ``email`` in org ``zgid``."""
@@ -237,6 +239,15 @@ class FakeZoho:
             self._check_endpoint(endpoint)
         with self._lock:
             self._delays[endpoint] = seconds
+
+    def set_drip(self, seconds: float, endpoint: str | None = None) -> None:
+        """Send each answer one byte every ``seconds`` (status line and headers included),
+        for ``endpoint`` or (None) all endpoints without their own drip: a server that never
+        stalls long enough for a per-read timeout, yet takes long to answer."""
+        if endpoint is not None:
+            self._check_endpoint(endpoint)
+        with self._lock:
+            self._drips[endpoint] = seconds
 
     def expire_access_tokens(self, *access_tokens: str) -> None:
         """Expire the given access tokens now (all of them if none are given)."""
@@ -342,6 +353,7 @@ class FakeZoho:
                 self._revoked.append(params.get("token", ""))
             answer = self._injected_answer(endpoint) or self._answer(endpoint, params, authorization)
             answer.delay = self._delays.get(endpoint, self._delays.get(None, 0.0))
+            answer.drip = self._drips.get(endpoint, self._drips.get(None, 0.0))
             return answer
 
     def _injected_answer(self, endpoint: str) -> _Answer | None:
@@ -432,11 +444,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         data = json.dumps(answer.body).encode("utf-8")
+        if answer.drip > 0:
+            self._drip(answer, data)
+            return
         self.send_response(answer.status)
         self.send_header("Content-Type", JSON_CONTENT_TYPE)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _drip(self, answer: _Answer, data: bytes) -> None:
+        head = (
+            f"HTTP/1.1 {answer.status} {self.responses.get(answer.status, ('',))[0]}\r\n"
+            f"Content-Type: {JSON_CONTENT_TYPE}\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("ascii")
+        self.close_connection = True
+        whole = head + data
+        for position in range(len(whole)):
+            self.wfile.write(whole[position : position + 1])
+            self.wfile.flush()
+            time.sleep(answer.drip)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: no request log on stderr."""
