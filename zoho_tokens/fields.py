@@ -29,7 +29,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any
 
 from django.core.exceptions import EmptyResultSet, FieldError, ImproperlyConfigured
 from django.db import models, transaction
@@ -76,22 +76,18 @@ class Ciphertext:
         return "<Ciphertext>"
 
 
-class Sealed(Value):
-    """A value encrypted for the row ``token_id``, written to the database as it is.
+class Sealed(str):
+    """A ciphertext made for one row and column, written to the database as it is.
 
     Written to any other row or column, it does not open there: the store then names that
-    row. The store's save after a refresh updates one row by its ``token_id`` with one.
+    row. It is text, not an expression: Django 6 reads a saved expression back with
+    ``RETURNING`` (or, where it cannot, defers the field, so the next read is a query).
     """
 
-    # Written as text, not through the encrypted field (which would refuse it without its row).
-    output_text: ClassVar[models.Field[Any, Any]] = models.TextField()
-
-    def __init__(self, ciphertext: str, token_id: str) -> None:
-        super().__init__(ciphertext, output_field=self.output_text)
-        self.token_id = token_id
+    __slots__ = ()
 
     def __repr__(self) -> str:
-        return f"<Sealed for token {self.token_id}>"
+        return "<Sealed ciphertext>"
 
 
 class SecretAttribute(DeferredAttribute):
@@ -200,7 +196,7 @@ class EncryptedTextField(models.TextField):
             raise FieldError(f"{self.model._meta.label}.{self.name} can only be saved with a plain value.")
         # Field's (lazy strings) and TextField's str(), as Django would prepare text.
         plaintext = super().to_python(models.Field.get_prep_value(self, value))
-        return Sealed(self.encrypt(plaintext, row_id), row_id)
+        return Sealed(self.encrypt(plaintext, row_id))
 
     # --- Django's hooks ---------------------------------------------------------------
 
@@ -213,8 +209,8 @@ class EncryptedTextField(models.TextField):
     def get_prep_value(self, value: Any) -> str | None:
         # Every write path seals for its row (pre_save, update(), bulk_update()); a bare
         # value here has no row, and would be stored under no binding at all.
-        if value is None:
-            return None
+        if value is None or isinstance(value, Sealed):
+            return value
         raise FieldError(
             f"{self.model._meta.label}.{self.name} is encrypted for its row: write it through "
             "save(), bulk_create(), bulk_update() or QuerySet.update(), which encrypt for each row."
@@ -266,14 +262,16 @@ _digest_fields: dict[type[models.Model], list[DigestField]] = {}
 
 
 # A fixture's row is saved "raw": Django writes each attribute as it reads it, without
-# pre_save(). For that one save the attributes hold the values sealed for the row.
+# pre_save(). For that one save the attributes hold the values sealed for the row, as
+# expressions, so that a failed save leaves no ciphertext where the secret was.
 
 
 def _seal_for_raw_save(sender: type[models.Model], instance: models.Model, raw: bool, **kwargs: Any) -> None:
     if raw:
         for field in encrypted_fields(sender):
             # Reading opens what the fixture holds: a wrong key or a moved value fails here.
-            instance.__dict__[field.attname] = field.pre_save(instance, add=False)
+            sealed = field.pre_save(instance, add=False)
+            instance.__dict__[field.attname] = None if sealed is None else Value(sealed, output_field=field)
 
 
 def _open_after_raw_save(
@@ -281,8 +279,9 @@ def _open_after_raw_save(
 ) -> None:
     if raw:
         for field in encrypted_fields(sender):
+            # Django 6 may have read it back already (RETURNING), or deferred it.
             value = instance.__dict__.get(field.attname)
-            if isinstance(value, Sealed):
+            if isinstance(value, Value):
                 instance.__dict__[field.attname] = Ciphertext(value.value)
 
 
@@ -455,7 +454,7 @@ def _is_sealed(expression: Any) -> bool:
     builds from :class:`Sealed` attributes), and it reads no column."""
     return all(
         not isinstance(node, F | Col)
-        and (not isinstance(node, Value) or isinstance(node, Sealed) or node.value is None)
+        and (not isinstance(node, Value) or isinstance(node.value, Sealed) or node.value is None)
         for node in expression.flatten()
     )
 
@@ -504,10 +503,10 @@ class SecretsQuerySet(models.QuerySet[Any]):
         self._sync_digests(kwargs)
         plain: dict[str, str] = {}
         for name, value in kwargs.items():
-            if name not in secrets or value is None:
-                continue
+            if name not in secrets or value is None or isinstance(value, Sealed):
+                continue  # a Sealed value was made for its row (sealed_for_row)
             if hasattr(value, "resolve_expression"):
-                # Sealed values, alone or in bulk_update()'s CASE, were made for their rows.
+                # bulk_update()'s CASE of values sealed for their rows.
                 if not _is_sealed(value):
                     raise FieldError(
                         f"{self.model._meta.label}.{name} can only be updated with a plain value."
@@ -534,7 +533,10 @@ class SecretsQuerySet(models.QuerySet[Any]):
                 kwargs[field.attname] = (
                     sealed[0][1]
                     if len(sealed) == 1
-                    else Case(*[When(pk=pk, then=value) for pk, value in sealed], output_field=field)
+                    else Case(
+                        *[When(pk=pk, then=Value(value, output_field=field)) for pk, value in sealed],
+                        output_field=field,
+                    )
                 )
             targets = self.model._base_manager.using(locked.db).filter(pk__in=[pk for pk, _ in rows])
             return targets.update(**kwargs)
@@ -546,7 +548,7 @@ class SecretsQuerySet(models.QuerySet[Any]):
             if not named or field.attname in kwargs:
                 continue
             values = [kwargs[name] for name in named]
-            if any(hasattr(value, "resolve_expression") for value in values):
+            if any(hasattr(value, "resolve_expression") or isinstance(value, Sealed) for value in values):
                 raise FieldError(
                     f"{self.model._meta.label}.{named[0]} can only be updated with a "
                     "plain value: its digest is computed in Python."

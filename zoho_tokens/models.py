@@ -218,8 +218,10 @@ class ZohoToken(TokenState, models.Model):
         super().save(*args, update_fields=with_digest_fields(type(self), update_fields), **kwargs)
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Collection[str], values: Collection[Any]) -> ZohoToken:
-        row = super().from_db(db, field_names, values)
+    def from_db(
+        cls, db: str | None, field_names: Collection[str], values: Collection[Any], **kwargs: Any
+    ) -> ZohoToken:
+        row = super().from_db(db, field_names, values, **kwargs)  # Django 6.1: fetch_mode
         row._stored_token_id = row.__dict__.get("token_id")
         return row
 
