@@ -41,7 +41,7 @@ AREAS: list[tuple[str, Callable[[str, str], bool]]] = [
         lambda f, n: f.endswith("backends/utils.py") and n == "execute",
     ),
     ("decrypt (from_db_value)", lambda f, n: f.endswith("zoho_tokens/crypto.py") and n == "decrypt"),
-    ("encrypt (get_prep_value)", lambda f, n: f.endswith("zoho_tokens/crypto.py") and n == "encrypt"),
+    ("encrypt", lambda f, n: f.endswith("zoho_tokens/crypto.py") and n == "encrypt"),
     (
         "HMAC/SHA-256 digests",
         lambda f, n: f.endswith("zoho_tokens/fields.py") and n in ("digest_of", "candidates"),
@@ -197,15 +197,22 @@ def analyse(db: str, rows_count: int, calls: int, top: int) -> list[str]:
         qs = ZohoToken.objects.using(store.using).active().filter(token_id=ids[0])[:1]
         sql, params = qs.query.get_compiler(store.using).as_sql()
         cipher = fields.current_cipher()
+        secret_fields = {name: ZohoToken._meta.get_field(name) for name in run_store.ENCRYPTED}
         with connection.cursor() as cur:
             cur.execute(
-                f"SELECT client_secret, refresh_token, access_token, grant_token FROM {raw.table} "
+                f"SELECT token_id, {', '.join(run_store.ENCRYPTED)} FROM {raw.table} "
                 f"WHERE token_id IN ({', '.join(['%s'] * 50)})",
                 ids[:50],
             )
-            ciphertexts = [c for row in cur.fetchall() for c in row]
-        plain = [cipher.decrypt(c) for c in ciphertexts]
-        digester = fields.current_digester()
+            # (ciphertext, the place it opens in)
+            ciphertexts = [
+                (c, secret_fields[name].context(row[0]))  # type: ignore[union-attr]
+                for row in cur.fetchall()
+                for name, c in zip(run_store.ENCRYPTED, row[1:], strict=True)
+                if c is not None
+            ]
+        plain = [cipher.decrypt(c, place) for c, place in ciphertexts]
+        digester = ZohoToken._meta.get_field("access_token_digest").digester()  # type: ignore[union-attr]
         encrypt_field = ZohoToken._meta.get_field("access_token")
         columns = [f.attname for f in ZohoToken._meta.concrete_fields]
         index = {name: columns.index(name) for name in ("token_id", "user_name", "client_id", "expiry_time")}
@@ -225,14 +232,21 @@ def analyse(db: str, rows_count: int, calls: int, top: int) -> list[str]:
             # What a lean find_token_by_id costs: SQL built once, four decryptions, one OAuthToken.
             lean_cursor.execute(sql, [*params[:-1], i] if len(params) > 1 else [i])
             row = lean_cursor.fetchone()
-            decrypt = cipher.decrypt
-            token = OAuthToken(id=row[index["token_id"]])
+            token_id = row[index["token_id"]]
+
+            def decrypt(name: str) -> Any:
+                value = row[secret_index[name]]
+                if value is None:
+                    return None
+                return cipher.decrypt(value, secret_fields[name].context(token_id))  # type: ignore[union-attr]
+
+            token = OAuthToken(id=token_id)
             token.set_user_signature(UserSignature(row[index["user_name"]]))
             token.set_client_id(row[index["client_id"]])
-            token.set_client_secret(decrypt(row[secret_index["client_secret"]]))
-            token.set_refresh_token(decrypt(row[secret_index["refresh_token"]]))
-            token.set_access_token(decrypt(row[secret_index["access_token"]]))
-            token.set_grant_token(decrypt(row[secret_index["grant_token"]]))
+            token.set_client_secret(decrypt("client_secret"))
+            token.set_refresh_token(decrypt("refresh_token"))
+            token.set_access_token(decrypt("access_token"))
+            token.set_grant_token(decrypt("grant_token"))
             token.set_expires_in(str(row[index["expiry_time"]]))
             token.set_redirect_url(row[redirect_i])
             token.set_api_domain(row[domain_i])
@@ -262,8 +276,14 @@ def analyse(db: str, rows_count: int, calls: int, top: int) -> list[str]:
                     lambda i: ZohoToken.objects.using(store.using).active().filter(token_id=i).first(), ids
                 ),
             ),
-            ("AES-256-GCM decrypt, one value (Cipher.decrypt)", best_of(cipher.decrypt, ciphertexts)),
-            ("encrypt, one value (get_prep_value)", best_of(encrypt_field.get_prep_value, plain)),
+            (
+                "AES-256-GCM decrypt, one value (Cipher.decrypt)",
+                best_of(lambda pair: cipher.decrypt(*pair), ciphertexts),
+            ),
+            (
+                "encrypt, one value (EncryptedTextField.encrypt)",
+                best_of(lambda p: encrypt_field.encrypt(p, ids[0]), plain),  # type: ignore[union-attr]
+            ),
             ("HMAC-SHA256 digest, one value", best_of(digester.digest, plain)),
             ("token_from_row (OAuthToken + fill)", best_of(lambda _: token_from_row(model_row), ids[:200])),
             ("Fernet decrypt, one value (for comparison)", best_of(fernet.decrypt, fernet_tokens)),
@@ -303,7 +323,7 @@ def save_pieces(
         cursor.execute(
             sql,
             [
-                encrypt_field.get_prep_value(access),
+                encrypt_field.encrypt(access, token.get_id()),
                 digester.digest(access),
                 expiry,
                 now,
@@ -327,7 +347,7 @@ def save_pieces(
                 raw.update(),
                 [
                     (
-                        encrypt_field.get_prep_value(t.get_access_token()),
+                        encrypt_field.encrypt(t.get_access_token(), t.get_id()),
                         digester.digest(t.get_access_token()),
                         int(t.get_expires_in()),
                         timezone.now(),

@@ -168,13 +168,14 @@ def encrypted_values(rows: Sequence[Row], cache_dir: str | None) -> list[dict[st
     """
     from django.conf import settings
 
+    from zoho_tokens import crypto
     from zoho_tokens.fields import DigestField
     from zoho_tokens.models import ZohoToken
 
     path = None
     if cache_dir:
         tag = hashlib.sha256(
-            f"{settings.ZOHO_TOKENS_ENCRYPTION_KEYS}{settings.ZOHO_TOKENS_HMAC_KEYS}".encode()
+            f"{settings.ZOHO_TOKENS_ENCRYPTION_KEYS}{settings.ZOHO_TOKENS_HMAC_KEYS}{crypto.FORMAT_VERSION!r}".encode()
         ).hexdigest()[:12]
         path = os.path.join(cache_dir, f"rows-{len(rows)}-{tag}.pickle")
         if os.path.exists(path):
@@ -182,12 +183,15 @@ def encrypted_values(rows: Sequence[Row], cache_dir: str | None) -> list[dict[st
                 return pickle.load(handle)  # type: ignore[no-any-return]
     meta = ZohoToken._meta
     field = meta.get_field
-    encrypted = {name: field(name).get_prep_value for name in ENCRYPTED}  # type: ignore[union-attr]
+    encrypted = {name: field(name).encrypt for name in ENCRYPTED}  # type: ignore[union-attr]
     digests = {f.attname: f for f in meta.concrete_fields if isinstance(f, DigestField)}
     values = []
     for row in rows:
         plain = plain_values(row)
-        item = {name: encrypt(plain[name]) for name, encrypt in encrypted.items()}
+        item = {
+            name: None if plain[name] is None else encrypt(plain[name], plain["token_id"])
+            for name, encrypt in encrypted.items()
+        }
         for name, digest_field in digests.items():
             item[name] = digest_field.digest_from([plain[source] for source in digest_field.sources])
         values.append(item)
@@ -569,7 +573,7 @@ def raw_cases(
     name_digest = meta.get_field("user_name_digest").digest_of  # type: ignore[union-attr]
     refresh_digest = meta.get_field("refresh_token_digest").digest_of  # type: ignore[union-attr]
     access_digest = meta.get_field("access_token_digest").digest_of  # type: ignore[union-attr]
-    encrypt = meta.get_field("access_token").get_prep_value  # type: ignore[union-attr]
+    encrypt = meta.get_field("access_token").encrypt  # type: ignore[union-attr]
     names = [name_digest(r.user_name) for r in lookup]
     refreshes = [refresh_digest(r.refresh_token) for r in lookup]
     accesses = [access_digest(r.access_token) for r in lookup]
@@ -588,7 +592,13 @@ def raw_cases(
             # Real ciphertexts and digests, made here, untimed: the floor is the database's cost.
             plain = counter.next_access_token()
             out.append(
-                (encrypt(plain), access_digest(plain), int(counter.next_expiry()), now, token_id_of(r))
+                (
+                    encrypt(plain, token_id_of(r)),
+                    access_digest(plain),
+                    int(counter.next_expiry()),
+                    now,
+                    token_id_of(r),
+                )
             )
         return out
 

@@ -25,10 +25,15 @@ INSTALLED_APPS = [
     "zoho_tokens",
 ]
 STATIC_URL = "/static/"
+# As startproject writes it: a CSRF hole or a leak in a response shows up in the suite.
 MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 TEMPLATES = [
     {
@@ -94,13 +99,6 @@ elif DB == "sqlite":
     }
 else:
     raise RuntimeError(f"ZOHO_TOKENS_TEST_DB must be sqlite, postgresql or mysql, not {DB!r}")
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"null": {"class": "logging.NullHandler"}},
-    "loggers": {"SDKLogger": {"handlers": ["null"], "propagate": False}},
-}
 
 # Tests create users; the fast hasher keeps that from dominating the run.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

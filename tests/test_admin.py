@@ -4,8 +4,10 @@ import time
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.db import DatabaseError, connection
 from django.urls import reverse
 
+from tests.helpers import raw_row, write_raw
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.testing import DROP
 
@@ -199,3 +201,103 @@ def test_rows_zoho_did_not_answer_for_by_the_deadline_stay_active_and_are_report
     fake_zoho.set_delay(0, "revoke")
     client.post(CHANGELIST, {"action": "revoke_at_zoho", "_selected_action": [row.pk for row in rows]})
     assert ZohoToken.objects.revoked().count() == 6
+
+
+# --- deleting: only what was revoked ------------------------------------------------
+
+
+def test_the_delete_action_refuses_active_tokens_even_for_a_superuser(admin_client, token_factory, fake_zoho):
+    ann, ben = token_factory(), token_factory(revoked=True)
+
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "delete_selected", "_selected_action": [ann.pk, ben.pk], "post": "yes"},
+        follow=True,
+    )
+
+    assert "1 selected token is active: revoke it first (at Zoho, then locally)." in response.content.decode()
+    assert ZohoToken.objects.count() == 2
+    # Revoked tokens go, through Django's confirmation.
+    admin_client.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [ben.pk], "post": "yes"})
+    assert list(ZohoToken.objects.all()) == [ann]
+    assert fake_zoho.count("revoke") == 0
+
+
+def test_an_active_token_has_no_delete_button_and_cannot_be_deleted(admin_client, token_factory):
+    ann, ben = token_factory(), token_factory(revoked=True)
+
+    def delete_url(row):
+        return reverse("admin:zoho_tokens_zohotoken_delete", args=[row.pk])
+
+    page = admin_client.get(reverse("admin:zoho_tokens_zohotoken_change", args=[ann.pk])).content.decode()
+    assert delete_url(ann) not in page
+    assert admin_client.get(delete_url(ann)).status_code == 403
+    assert admin_client.post(delete_url(ann), {"post": "yes"}).status_code == 403
+    assert ZohoToken.objects.filter(pk=ann.pk).exists()
+    # A revoked token's page offers it, and it goes.
+    page = admin_client.get(reverse("admin:zoho_tokens_zohotoken_change", args=[ben.pk])).content.decode()
+    assert delete_url(ben) in page
+    assert admin_client.post(delete_url(ben), {"post": "yes"}).status_code == 302
+    assert list(ZohoToken.objects.all()) == [ann]
+
+
+def test_each_revocation_commits_with_its_log_entry(client, revoker, tokens_zoho_knows, fake_zoho):
+    rows = tokens_zoho_knows("ann", "ben", "cat", "dan", "eve")
+    client.force_login(revoker)
+    updates = []
+
+    def fail_the_third_revocation(execute, sql, params, many, context):
+        if sql.startswith("UPDATE") and ZohoToken._meta.db_table in sql:
+            updates.append(sql)
+            if len(updates) == 3:
+                raise DatabaseError("the disk is full")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(fail_the_third_revocation):
+        response = client.post(
+            CHANGELIST,
+            {"action": "revoke_at_zoho", "_selected_action": [row.pk for row in rows]},
+            follow=True,
+        )
+
+    html = response.content.decode()
+    assert "Revoked 2 tokens." in html
+    assert "The database failed (DatabaseError): the other selected tokens were not revoked here." in html
+    # Zoho answers in any order: whichever two were marked first are revoked and logged.
+    revoked = sorted(ZohoToken.objects.revoked().values_list("pk", flat=True))
+    assert len(revoked) == 2
+    assert sorted(int(entry.object_id) for entry in LogEntry.objects.all()) == revoked
+    assert ZohoToken.objects.active().count() == 3
+
+
+def test_a_value_that_does_not_open_is_shown_as_such(admin_client, rows):
+    ann, ben = rows
+    write_raw(ben.pk, "refresh_token", raw_row(ann.pk)["refresh_token"])
+
+    response = admin_client.get(reverse("admin:zoho_tokens_zohotoken_change", args=[ben.pk]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "cannot be decrypted" in html
+    assert f"…{ben.access_token[-4:]}" in html
+    assert f"…{ann.refresh_token[-4:]}" not in html
+
+
+# --- no token in a URL ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lookup",
+    ["refresh_token", "access_token", "grant_token", "refresh_token_digest", "fingerprint"],
+)
+def test_filtering_the_list_by_a_token_tells_nothing(client, staff, rows, lookup):
+    """A view-only user must not learn from the row count whether a guessed token is real."""
+    client.force_login(staff)
+    real = getattr(ZohoToken.objects.get(pk=rows[0].pk), lookup)
+
+    with_real = client.get(CHANGELIST, {lookup: real})
+    with_guess = client.get(CHANGELIST, {lookup: "1000.a-guess.r"})
+
+    assert (with_real.status_code, with_guess.status_code) == (400, 400)
+    assert with_real.content == with_guess.content
+    assert real not in with_real.content.decode()

@@ -1,5 +1,6 @@
 """System checks: each problem has its own stable id and a hint that shows how to fix it."""
 
+import re
 from io import StringIO
 
 import pytest
@@ -10,6 +11,8 @@ from zoho_tokens import checks
 
 GOOD_FERNET = "O6G1vcAygNBU63ArRpmZrL7YpGpTSva0lukwBuw6hQo="
 GOOD_HMAC = "nMCKDAuUzEBMqhEt81oAmaQFJ7oAm7MisJut_ZdufuAG6Mep4n1Voyyq4nU4P4CT"
+NEW_FERNET = "9x3aDB_i621KpZswzEe_1NlGzjbvvt4O3NWq4M7v_EI="
+NEW_HMAC = "a-new-hmac-key-for-the-check-tests-0123456789abcdef"
 
 
 def ids() -> list[str]:
@@ -70,3 +73,42 @@ def test_the_check_is_registered_with_django(settings):
 
     with pytest.raises(SystemCheckError, match=r"zoho_tokens\.E001"):
         call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+# --- the keys against the stored tokens (needs the database) ---------------------------
+
+
+def database_check_ids() -> list[str]:
+    """What ``manage.py check --database default`` reports for this app."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("check", "--database", "default", stdout=out, stderr=err)
+    except SystemCheckError as exc:
+        return sorted(set(re.findall(r"zoho_tokens\.[EW]\d{3}", str(exc))))
+    return sorted(set(re.findall(r"zoho_tokens\.[EW]\d{3}", out.getvalue() + err.getvalue())))
+
+
+def test_a_wrong_hmac_key_is_caught_by_check(token_factory, settings):
+    token_factory.create_batch(3, with_grant_token=True)
+    assert database_check_ids() == []
+    # A rotation in progress: the new key first, the old one still listed.
+    settings.ZOHO_TOKENS_HMAC_KEYS = [NEW_HMAC, *settings.ZOHO_TOKENS_HMAC_KEYS]
+    assert database_check_ids() == []
+
+    settings.ZOHO_TOKENS_HMAC_KEYS = [NEW_HMAC]
+
+    with pytest.raises(SystemCheckError) as caught:
+        call_command("check", "--database", "default", stdout=StringIO(), stderr=StringIO())
+    message = str(caught.value)
+    assert "zoho_tokens.E009" in message
+    assert '3 of 3 stored tokens checked in the database "default"' in message
+    assert "zoho_rotate_keys" in message
+    assert NEW_HMAC not in message
+    assert database_check_ids() == [checks.E009]
+
+
+def test_an_encryption_key_that_opens_no_stored_token_is_caught_by_check(token_factory, settings):
+    token_factory()
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [NEW_FERNET]
+
+    assert database_check_ids() == [checks.E010]

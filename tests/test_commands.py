@@ -6,7 +6,7 @@ from io import StringIO
 
 import pytest
 from cryptography.fernet import Fernet
-from django.core.management import call_command
+from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
 
 from tests.helpers import raw_row, write_raw
@@ -160,3 +160,47 @@ def test_rotate_keys_with_a_missing_old_key_fails_clearly(token_factory, setting
 
 def test_rotate_keys_on_an_empty_table(db):
     assert run("zoho_rotate_keys") == ("Re-encrypted 0 tokens with the current keys.\n", "")
+
+
+# --- bad input: one line, status 1, nothing changed ----------------------------------
+
+
+def from_the_command_line(capsys, *argv: str) -> tuple[int, str]:
+    """What cron sees: the exit status and stderr of ``manage.py <argv>``."""
+    command = load_command_class("zoho_tokens", argv[0])
+    with pytest.raises(SystemExit) as exited:
+        command.run_from_argv(["manage.py", *argv])
+    return exited.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["zoho_rotate_keys"], ["zoho_revoke_tokens", "some-token-id"]])
+def test_an_unknown_database_is_one_line_and_status_1(capsys, argv):
+    status, err = from_the_command_line(capsys, *argv, "--database", "nosuch")
+
+    assert (status, err) == (1, "CommandError: --database: no database 'nosuch' in DATABASES.\n")
+
+
+def test_revoke_with_a_wrong_encryption_key_names_the_setting_and_changes_nothing(
+    zoho_tokens, fake_zoho, settings
+):
+    ann = zoho_tokens[0]
+    settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [NEW_FERNET]
+
+    with pytest.raises(CommandError) as caught:
+        run("zoho_revoke_tokens", ann.token_id)
+
+    message = str(caught.value)
+    assert caught.value.returncode == 1
+    assert "\n" not in message
+    assert message.startswith(f"Cannot decrypt zoho_tokens.ZohoToken.refresh_token of token {ann.token_id}: ")
+    assert "ZOHO_TOKENS_ENCRYPTION_KEYS" in message
+    assert message.endswith("Nothing was revoked.")
+    assert fake_zoho.count("revoke") == 0
+    assert ZohoToken.objects.revoked().count() == 0
+
+
+def test_revoke_on_the_named_database(zoho_tokens, fake_zoho):
+    out, _ = run("zoho_revoke_tokens", "--database", "default", zoho_tokens[1].token_id)
+
+    assert out == "Revoked 1 token.\n"
+    assert list(ZohoToken.objects.revoked()) == [zoho_tokens[1]]

@@ -6,6 +6,7 @@ and never puts a secret into a message or a log record.
 """
 
 import copy
+import io
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet
+from django.core.management import call_command
 from django.db import DatabaseError, connection, connections, transaction
 from django.db.utils import load_backend
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
@@ -274,14 +276,54 @@ def test_a_rotated_key_list_reads_old_rows_and_saves_with_the_new_key(db, store,
         "access_token": "1000.after-rotation.a",
         "grant_token": GRANT_TOKEN,
     }
+    token_id = ZohoToken.objects.get().token_id
     for column, plaintext in expected.items():
         assert new_ciphertexts[column] != old_ciphertexts[column]
-        assert open_ciphertext(KEY_B, new_ciphertexts[column]) == plaintext
+        assert open_ciphertext(KEY_B, new_ciphertexts[column], column, token_id) == plaintext
         with pytest.raises(InvalidTag):
-            open_ciphertext(KEY_A, new_ciphertexts[column])
+            open_ciphertext(KEY_A, new_ciphertexts[column], column, token_id)
     settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [KEY_B]
     row = ZohoToken.objects.get()
     assert [getattr(row, column) for column in expected] == list(expected.values())
+
+
+# --- a wrong HMAC key -----------------------------------------------------------
+
+OTHER_HMAC_KEY = "an-hmac-key-from-another-environment-0123456789"
+
+
+def test_a_wrong_hmac_key_is_a_store_error_never_a_miss_or_a_second_row(db, store, settings, caplog):
+    store.save_token(keeper_token())
+    before = raw_rows()
+    settings.ZOHO_TOKENS_HMAC_KEYS = [OTHER_HMAC_KEY]  # the encryption keys are right
+    caplog.set_level(logging.INFO, logger="zoho_tokens.store")
+    by_refresh_token = OAuthToken(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN
+    )
+    same_token_again = OAuthToken(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        refresh_token=REFRESH_TOKEN,
+        access_token="1000.new.a",
+    )
+    same_token_again.set_expires_in(str(now_ms() + 3_600_000))
+
+    with pytest.raises(SDKException) as found:
+        store.find_token(by_refresh_token)
+    with pytest.raises(SDKException) as saved:
+        store.save_token(same_token_again)
+
+    for caught in (found, saved):
+        message = str(caught.value)
+        assert caught.value.code == "TOKEN_STORE"
+        assert "computed with an HMAC key that is not in ZOHO_TOKENS_HMAC_KEYS" in message
+        assert "zoho_rotate_keys" in message
+        assert_no_secret(message, OTHER_HMAC_KEY, *settings.ZOHO_TOKENS_ENCRYPTION_KEYS)
+    assert raw_rows() == before
+    # The one fix the message names: every digest recomputed with the first key.
+    call_command("zoho_rotate_keys", stdout=io.StringIO())
+    assert store.find_token(by_refresh_token) is by_refresh_token
+    assert by_refresh_token.get_user_signature().get_name() == USER
 
 
 # --- a lock held by another connection ----------------------------------------

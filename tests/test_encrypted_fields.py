@@ -7,7 +7,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet
 from django.core.exceptions import FieldError, ImproperlyConfigured
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import Case, F, Value, When
 
 from tests.helpers import ENCRYPTED_COLUMNS, raw_row, write_raw
 from tests.helpers.ciphertext import open_ciphertext
@@ -25,7 +25,7 @@ def test_no_secret_is_stored_in_clear(token_factory, settings):
             assert secret not in str(value)
     key = settings.ZOHO_TOKENS_ENCRYPTION_KEYS[0]
     for name, secret in zip(ENCRYPTED_COLUMNS, secrets, strict=True):
-        assert open_ciphertext(key, str(stored[name])) == secret
+        assert open_ciphertext(key, str(stored[name]), name, row.token_id) == secret
     assert len(str(stored["refresh_token_digest"])) == 64
 
 
@@ -86,10 +86,21 @@ def test_queryset_update_re_encrypts_and_keeps_the_digest_in_step(token_factory)
 
 def test_queryset_update_with_an_expression_is_refused(token_factory):
     row = token_factory()
+    rows = ZohoToken.objects.filter(pk=row.pk)
 
     with pytest.raises(FieldError, match="plain value"):
-        ZohoToken.objects.filter(pk=row.pk).update(refresh_token=Value("1000.x.r"))
-    assert ZohoToken.objects.get(pk=row.pk).refresh_token == row.refresh_token
+        rows.update(refresh_token=Value("1000.x.r"))
+    # Not even with a digest given, as bulk_update() does: only values sealed for their row.
+    with pytest.raises(FieldError, match="plain value"):
+        rows.update(
+            refresh_token=Case(When(pk=row.pk, then=Value("1000.x.r"))), refresh_token_digest="0" * 64
+        )
+    saved = row.refresh_token
+    row.refresh_token = F("access_token")
+    with pytest.raises(FieldError, match="plain value"), transaction.atomic():
+        row.save()
+    assert ZohoToken.objects.get(pk=row.pk).refresh_token == saved
+    assert raw_row(row.pk)["refresh_token_digest"] != "0" * 64
 
 
 def test_bulk_update_re_encrypts_and_keeps_the_digests_in_step(token_factory):
@@ -116,11 +127,26 @@ def test_save_with_update_fields_updates_the_digest_too(token_factory):
     assert not ZohoToken.objects.filter(access_token="1000.before.a").exists()
 
 
-def test_values_and_values_list_decrypt(token_factory):
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param(lambda rows: rows.values_list("refresh_token", flat=True), id="values_list"),
+        pytest.param(lambda rows: rows.values("token_id", "client_secret"), id="values"),
+        pytest.param(lambda rows: rows.values(), id="values() of every field"),
+        pytest.param(lambda rows: rows.values_list(), id="values_list() of every field"),
+    ],
+)
+def test_values_and_values_list_of_a_secret_are_refused(token_factory, query):
+    """They never see a row, so they cannot open its values: refused, never ciphertext."""
     row = token_factory()
 
-    assert list(ZohoToken.objects.values_list("refresh_token", flat=True)) == [row.refresh_token]
-    assert ZohoToken.objects.values("client_secret").get()["client_secret"] == row.client_secret
+    with pytest.raises(FieldError, match=r"values\(\) and values_list\(\) cannot decrypt"):
+        list(query(ZohoToken.objects.all()))
+
+    # Fields in clear still come as values; secrets through instances.
+    assert list(ZohoToken.objects.values_list("token_id", "user_name")) == [(row.token_id, row.user_name)]
+    assert list(ZohoToken.objects.values("token_id")) == [{"token_id": row.token_id}]
+    assert ZohoToken.objects.only("token_id", "refresh_token").get().refresh_token == row.refresh_token
 
 
 def test_a_wrong_key_is_a_clear_error_never_ciphertext(token_factory, settings):
@@ -128,8 +154,9 @@ def test_a_wrong_key_is_a_clear_error_never_ciphertext(token_factory, settings):
     stored = raw_row(row.pk)
     settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
 
+    reread = ZohoToken.objects.get()  # values open when read
     with pytest.raises(DecryptionError) as caught:
-        ZohoToken.objects.get()
+        _ = reread.client_secret
 
     message = str(caught.value)
     assert "ZOHO_TOKENS_ENCRYPTION_KEYS" in message
@@ -151,9 +178,9 @@ def test_keys_rotate_new_first_old_still_reads(token_factory, settings):
     reread.save()
 
     ciphertext = str(raw_row(row.pk)["refresh_token"])
-    assert open_ciphertext(new_key, ciphertext) == "1000.rotate.r"
+    assert open_ciphertext(new_key, ciphertext, "refresh_token", row.token_id) == "1000.rotate.r"
     with pytest.raises(InvalidTag):
-        open_ciphertext(old_key, ciphertext)
+        open_ciphertext(old_key, ciphertext, "refresh_token", row.token_id)
 
 
 def test_hmac_keys_rotate_old_digests_still_found(token_factory, settings):
@@ -235,8 +262,10 @@ def test_tampered_ciphertext_is_a_clear_error(token_factory, tamper):
     row = token_factory()
     write_raw(row.pk, "client_secret", tamper(str(raw_row(row.pk)["client_secret"])))
 
-    with pytest.raises(DecryptionError, match=r"zoho_tokens\.ZohoToken\.client_secret"):
-        ZohoToken.objects.get(pk=row.pk)
+    with pytest.raises(
+        DecryptionError, match=rf"zoho_tokens\.ZohoToken\.client_secret of token {row.token_id}"
+    ):
+        _ = ZohoToken.objects.get(pk=row.pk).client_secret
 
 
 def test_values_in_an_unknown_format_fail_clearly(token_factory, settings):
@@ -249,4 +278,4 @@ def test_values_in_an_unknown_format_fail_clearly(token_factory, settings):
     with pytest.raises(
         DecryptionError, match=r"zoho_tokens\.ZohoToken\.refresh_token.*ZOHO_TOKENS_ENCRYPTION_KEYS"
     ):
-        ZohoToken.objects.values_list("refresh_token", flat=True).get(pk=row.pk)
+        _ = ZohoToken.objects.get(pk=row.pk).refresh_token

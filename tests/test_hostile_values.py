@@ -19,9 +19,10 @@ HOSTILE = [
 
 
 def snapshot() -> list[tuple]:
-    return list(
-        ZohoToken.objects.order_by("pk").values_list("pk", "user_name", "refresh_token", "access_token")
-    )
+    return [
+        (row.pk, row.user_name, row.refresh_token, row.access_token)
+        for row in ZohoToken.objects.order_by("pk")
+    ]
 
 
 @pytest.mark.parametrize(

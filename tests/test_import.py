@@ -26,6 +26,7 @@ from tests.helpers import (
     grant_token_login,
     now_ms,
     org_zgid,
+    raw_rows,
 )
 from zoho_tokens.models import ZohoToken
 from zoho_tokens.testing.pytest_plugin import reset_zoho_sdk
@@ -83,7 +84,7 @@ def log_in_through(store, fake_zoho, resource_path, user) -> OAuthToken:
 
 
 def table_state() -> list[dict]:
-    return list(ZohoToken.objects.order_by("token_id").values())
+    return raw_rows()
 
 
 def the_sdk_works_with_the_imported_token(sdk, fake_zoho, token_id: str, zgid: str) -> None:

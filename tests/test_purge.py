@@ -18,7 +18,7 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tests.helpers import manage, now_ms, purge_workers
+from tests.helpers import manage, now_ms, purge_workers, raw_rows
 from zoho_tokens import services
 from zoho_tokens.models import Lease, ZohoToken
 from zoho_tokens.services.purge import CATEGORIES, LEASE_NAME, PurgeCutoffs, purge_criteria
@@ -49,7 +49,7 @@ def remaining() -> set[str]:
 
 
 def table_state() -> list[dict]:
-    return list(ZohoToken.objects.order_by("pk").values())
+    return raw_rows()
 
 
 @pytest.fixture

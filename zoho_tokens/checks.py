@@ -1,4 +1,9 @@
-"""System checks for the key settings, with stable ids and hints that say how to fix them."""
+"""System checks for the key settings, with stable ids and hints that say how to fix them.
+
+The keys are also checked against the stored tokens (``E009``, ``E010``), which needs the
+database: like Django's own database checks, that runs with ``check --database <alias>``
+and before ``migrate``, never on a plain ``check`` or ``runserver``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
-from django.db import connections, router
+from django.core.checks import ERROR, CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError, connections, router, transaction
 from django.utils.translation import ngettext
 
 from .conf import ENCRYPTION_KEYS_SETTING, HMAC_KEYS_SETTING, app_settings
@@ -27,11 +32,16 @@ E005 = "zoho_tokens.E005"  # HMAC keys not a list
 E006 = "zoho_tokens.E006"  # an HMAC key too short
 E007 = "zoho_tokens.E007"  # one key used for both purposes
 E008 = "zoho_tokens.E008"  # a key equal to SECRET_KEY
+E009 = "zoho_tokens.E009"  # stored digests no configured HMAC key computes
+E010 = "zoho_tokens.E010"  # stored tokens no configured encryption key opens
 W001 = "zoho_tokens.W001"  # a key listed twice
 W002 = "zoho_tokens.W002"  # SQLite without "transaction_mode": "IMMEDIATE"
 W003 = "zoho_tokens.W003"  # tokens whose API domain maps to no accounts server
 
-CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, W001, W002, W003)
+CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, E009, E010, W001, W002, W003)
+
+# Rows compared with the keys at each end of the table (the oldest and the newest).
+CHECKED_ROWS = 25
 
 
 def _as_text(key: Any) -> str:
@@ -190,3 +200,46 @@ def check_accounts_servers(
             )
         )
     return messages
+
+
+@register(Tags.database, Tags.security)
+def check_stored_tokens(
+    app_configs: Any = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The keys against the stored tokens: up to ``CHECKED_ROWS`` rows at each end of the
+    table are decrypted and their digests recomputed under every configured HMAC key."""
+    from . import services
+    from .models import ZohoToken
+
+    alias = app_settings.DATABASE or router.db_for_write(ZohoToken)
+    if not databases or alias not in databases:
+        return []
+    if any(message.level >= ERROR for message in check_keys()):
+        return []  # the keys themselves are reported
+    try:
+        with transaction.atomic(using=alias):
+            result = services.check_stored_digests(alias, newest=CHECKED_ROWS, oldest=CHECKED_ROWS)
+    except DatabaseError:
+        return []  # not migrated yet: migrate runs the checks before it creates the table
+    errors: list[CheckMessage] = []
+    if result.foreign:
+        errors.append(
+            Error(
+                f"{result.foreign} of {result.checked} stored tokens checked in the database "
+                f'"{alias}": {services.keys.FOREIGN_DIGESTS}',
+                hint=services.keys.FOREIGN_DIGESTS_FIX,
+                id=E009,
+            )
+        )
+    if result.unreadable:
+        errors.append(
+            Error(
+                f"{result.unreadable} of {result.checked + result.unreadable} stored tokens checked "
+                f'in the database "{alias}" do not decrypt: a key that wrote them is missing from '
+                f"{ENCRYPTION_KEYS_SETTING}, or values were copied between rows or columns.",
+                hint=f"Put the key they were written with back in {ENCRYPTION_KEYS_SETTING} (the first "
+                "key encrypts, every key decrypts). The store names each row it cannot open.",
+                id=E010,
+            )
+        )
+    return errors

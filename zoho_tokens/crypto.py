@@ -9,14 +9,21 @@ Both are built once per key list and cached (see :func:`cipher_for` and
 :func:`digester_for`), because building them on every call is measurable on the hot
 path of every SDK call.
 
-Stored format (base64 text): ``version (1 byte) | key id (4) | nonce (12) |
-AES-256-GCM ciphertext and tag``, the first five bytes authenticated as associated
-data. Every SDK call decrypts four values, and one AES-GCM call costs about a seventh
-of Fernet's HMAC-then-CBC in Python (see benchmarks/). The key id names the key that
-wrote the value, so decryption tries one key, not every key. The AES key is derived
-with HKDF-SHA256 from the configured key (32 random bytes in url-safe base64, the
-format ``Fernet.generate_key()`` prints). Random 96-bit nonces are safe for 2^32
+Stored format (base64 text): ``version (1 byte, 2) | key id (4) | nonce (12) |
+AES-256-GCM ciphertext and tag``. The associated data is those first five bytes
+followed by the caller's *context*, bytes that name where the value lives (the
+fields use ``table NUL column NUL token id``): the context is not stored, so a value
+opens only where it was written, and a copy in another row or column fails like a
+wrong key. Every SDK call decrypts four values, and one AES-GCM call costs about a
+seventh of Fernet's HMAC-then-CBC in Python (see benchmarks/). The key id names the
+key that wrote the value, so decryption tries one key, not every key. The AES key is
+derived with HKDF-SHA256 from the configured key (32 random bytes in url-safe base64,
+the format ``Fernet.generate_key()`` prints). Random 96-bit nonces are safe for 2^32
 encryptions per key; a token store writes a few per user and hour.
+
+Each digest purpose (a column) gets its own HMAC key, derived with HKDF-SHA256 from
+each configured HMAC key, so no two columns share a key and a digest from one column
+means nothing in another.
 """
 
 from __future__ import annotations
@@ -38,13 +45,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 MIN_HMAC_KEY_LENGTH = 32
 T = TypeVar("T")
 
-FORMAT_VERSION = b"\x01"
+FORMAT_VERSION = b"\x02"
 KEY_ID_LENGTH = 4
 NONCE_LENGTH = 12
 HEADER_LENGTH = len(FORMAT_VERSION) + KEY_ID_LENGTH
 TAG_LENGTH = 16
 ENCRYPTION_KEY_LENGTH = 32
-_HKDF_INFO = b"zoho_tokens AES-256-GCM v1"
+_HKDF_INFO = b"zoho_tokens AES-256-GCM v2"
+_DIGEST_HKDF_INFO = b"zoho_tokens HMAC-SHA256 digest\x00"
 
 
 def looks_sealed(text: str) -> bool:
@@ -65,7 +73,15 @@ class InvalidKeyError(ValueError):
 
 
 class DecryptionError(ValueError):
-    """No configured key opens a stored value (wrong key, or tampered data)."""
+    """A stored value does not open: see :attr:`reason`."""
+
+    FORMAT = "format"  # not a value this version writes
+    KEY = "key"  # written with a key that is not configured
+    PLACE = "place"  # the key is configured, but the value was written for another context, or altered
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _as_bytes(key: str | bytes) -> bytes:
@@ -85,10 +101,13 @@ def decode_encryption_key(key: str | bytes) -> bytes:
     return raw
 
 
+def _hkdf(key: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+
+
 def _derive(key: str | bytes) -> tuple[bytes, AESGCM]:
     """The key's id and its AES-256-GCM cipher, both derived from the configured key."""
-    raw = decode_encryption_key(key)
-    aes_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(raw)
+    aes_key = _hkdf(decode_encryption_key(key), _HKDF_INFO)
     key_id = hashlib.sha256(b"zoho_tokens key id\x00" + aes_key).digest()[:KEY_ID_LENGTH]
     return key_id, AESGCM(aes_key)
 
@@ -106,36 +125,45 @@ class Cipher:
         for key_id, aead in derived:
             self._readers.setdefault(FORMAT_VERSION + key_id, []).append(aead)
 
-    def encrypt(self, plaintext: str) -> str:
+    def encrypt(self, plaintext: str, context: bytes) -> str:
+        """``plaintext`` sealed so that it opens only with the same ``context``."""
         nonce = os.urandom(NONCE_LENGTH)
-        sealed = self._writer.encrypt(nonce, plaintext.encode("utf-8"), self._header)
+        sealed = self._writer.encrypt(nonce, plaintext.encode("utf-8"), self._header + context)
         return binascii.b2a_base64(self._header + nonce + sealed, newline=False).decode("ascii")
 
-    def decrypt(self, ciphertext: str) -> str:
+    def decrypt(self, ciphertext: str, context: bytes) -> str:
         try:
             raw = binascii.a2b_base64(ciphertext)
         except (binascii.Error, ValueError):
-            raise DecryptionError("the value is not base64: not written by this app") from None
+            raise DecryptionError(
+                "it is not base64, not a value this app wrote", DecryptionError.FORMAT
+            ) from None
         header = raw[:HEADER_LENGTH]
         readers = self._readers.get(header)
         if readers is None:
-            raise DecryptionError("no configured encryption key can decrypt the value")
+            if header[:1] != FORMAT_VERSION or len(raw) < HEADER_LENGTH + NONCE_LENGTH + TAG_LENGTH:
+                raise DecryptionError("it is not in the format this version writes", DecryptionError.FORMAT)
+            raise DecryptionError("no configured encryption key wrote it", DecryptionError.KEY)
         nonce, sealed = raw[HEADER_LENGTH : HEADER_LENGTH + NONCE_LENGTH], raw[HEADER_LENGTH + NONCE_LENGTH :]
+        associated_data = header + context
         for aead in readers:
             try:
-                return aead.decrypt(nonce, sealed, header).decode("utf-8")
+                return aead.decrypt(nonce, sealed, associated_data).decode("utf-8")
             except (InvalidTag, ValueError):
                 continue
-        raise DecryptionError("no configured encryption key can decrypt the value")
+        raise DecryptionError("it was written for another place, or altered", DecryptionError.PLACE)
 
 
 class Digester:
-    def __init__(self, keys: Sequence[str | bytes]) -> None:
+    """HMAC-SHA256 digests for one purpose, under a key derived from each configured key."""
+
+    def __init__(self, keys: Sequence[str | bytes], purpose: bytes) -> None:
         if not keys:
             raise InvalidKeyError("no HMAC key is configured")
-        self._keys = [_as_bytes(key) for key in keys]
-        if any(len(key) < MIN_HMAC_KEY_LENGTH for key in self._keys):
+        raw_keys = [_as_bytes(key) for key in keys]
+        if any(len(key) < MIN_HMAC_KEY_LENGTH for key in raw_keys):
             raise InvalidKeyError(f"an HMAC key is shorter than {MIN_HMAC_KEY_LENGTH} characters")
+        self._keys = [_hkdf(key, _DIGEST_HKDF_INFO + purpose) for key in raw_keys]
 
     def digest(self, value: str) -> str:
         """The digest written to the database (first key)."""
@@ -151,27 +179,23 @@ class Digester:
 
 
 _lock = threading.Lock()
-_ciphers: dict[tuple[str | bytes, ...], Cipher] = {}
-_digesters: dict[tuple[str | bytes, ...], Digester] = {}
+_ciphers: dict[tuple[object, ...], Cipher] = {}
+_digesters: dict[tuple[object, ...], Digester] = {}
 
 
 def cipher_for(keys: Sequence[str | bytes]) -> Cipher:
     """The cached :class:`Cipher` for this key list (a new list builds a new one)."""
-    return _cached(_ciphers, Cipher, tuple(keys))
+    return _cached(_ciphers, lambda: Cipher(keys), tuple(keys))
 
 
-def digester_for(keys: Sequence[str | bytes]) -> Digester:
-    """The cached :class:`Digester` for this key list."""
-    return _cached(_digesters, Digester, tuple(keys))
+def digester_for(keys: Sequence[str | bytes], purpose: bytes) -> Digester:
+    """The cached :class:`Digester` for this key list and purpose."""
+    return _cached(_digesters, lambda: Digester(keys, purpose), (purpose, tuple(keys)))
 
 
-def _cached(
-    cache: dict[tuple[str | bytes, ...], T],
-    build: Callable[[tuple[str | bytes, ...]], T],
-    keys: tuple[str | bytes, ...],
-) -> T:
-    built = cache.get(keys)
+def _cached(cache: dict[tuple[object, ...], T], build: Callable[[], T], key: tuple[object, ...]) -> T:
+    built = cache.get(key)
     if built is None:
         with _lock:
-            built = cache.setdefault(keys, build(keys))
+            built = cache.setdefault(key, build())
     return built

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from django.conf import settings
 from django.db.models import DateTimeField, TextField, Value
@@ -21,7 +21,7 @@ from django.db.models import DateTimeField, TextField, Value
 from .crypto import Cipher, DecryptionError
 from .db import CompiledQuery
 from .fields import DigestField, EncryptedTextField, current_cipher
-from .models import SDK_FIELDS, TokenState, ZohoToken, ZohoTokenQuerySet
+from .models import SDK_FIELDS, SECRET_FIELDS, TokenState, ZohoToken, ZohoTokenQuerySet, mask
 
 # Where each lookup goes: the plain column, or the digest column of a secret.
 LOOKUP_COLUMNS = {
@@ -61,30 +61,42 @@ assert _Columns._fields[3:10] == SDK_FIELDS, "the SELECT reads every value of th
 class StoredValues(_Columns, TokenState):
     """An active stored token's values, decrypted: what the SDK needs, without a model.
 
-    A named tuple, because ``get_tokens`` builds one per row.
+    A named tuple, because ``get_tokens`` builds one per row. Its ``repr`` masks the
+    secrets: tracebacks and error reports show it.
     """
 
     __slots__ = ()
 
+    def __repr__(self) -> str:
+        shown = (
+            f"{name}={mask(cast(str | None, value)) if name in SECRET_FIELDS else repr(value)}"
+            for name, value in zip(self._fields, self, strict=True)
+        )
+        return f"StoredValues({', '.join(shown)})"
+
 
 COLUMNS = _Columns._fields
 _FIELDS = [ZohoToken._meta.pk if name == "pk" else ZohoToken._meta.get_field(name) for name in COLUMNS]
-_ENCRYPTED = [n for n, field in enumerate(_FIELDS) if isinstance(field, EncryptedTextField)]
+_ENCRYPTED = [
+    (n, field, field.context_prefix)
+    for n, field in enumerate(_FIELDS)
+    if isinstance(field, EncryptedTextField)
+]
 _DATETIMES = [n for n, field in enumerate(_FIELDS) if isinstance(field, DateTimeField)]
 
 
 def stored_values(raw: tuple[Any, ...], cipher: Cipher) -> StoredValues:
-    """A fetched row of ``COLUMNS``, its secrets decrypted and its times made datetimes."""
+    """A fetched row of ``COLUMNS``, its secrets decrypted for that row and its times made datetimes."""
     row = list(raw)
+    token_id = row[1]
+    row_id = token_id.encode()  # the associated data: the column's prefix and the row's id
     decrypt = cipher.decrypt
-    try:
-        for position in _ENCRYPTED:
-            if row[position] is not None:
-                row[position] = decrypt(row[position])
-    except DecryptionError:
-        field = _FIELDS[position]
-        assert isinstance(field, EncryptedTextField)
-        raise field.decryption_error() from None
+    for position, field, prefix in _ENCRYPTED:
+        if row[position] is not None:
+            try:
+                row[position] = decrypt(row[position], prefix + row_id)
+            except DecryptionError as exc:
+                raise field.decryption_error(token_id, exc) from None
     for position in _DATETIMES:
         # Set only after a failed refresh: rare enough to convert here rather than
         # through the backend's converters (SQLite returns text, MySQL naive times).
@@ -151,7 +163,7 @@ def _select_by(alias: str, column: str, arity: int) -> CompiledQuery:
         ZohoToken.objects.using(alias)
         .filter(revoked_at__isnull=True, **{f"{column}__in": placeholders})
         .order_by()
-        .values_list(*COLUMNS)[:1]
+        .ciphertext_values_list(*COLUMNS)[:1]
     )
     return CompiledQuery(queryset, placeholders)
 
@@ -165,7 +177,7 @@ def _select_page(alias: str, size: int) -> CompiledQuery:
         ZohoToken.objects.using(alias)
         .filter(pk__gt=Value(after, output_field=TextField()))
         .order_by("pk")
-        .values_list(*COLUMNS, "revoked_at")[:size]
+        .ciphertext_values_list(*COLUMNS, "revoked_at")[:size]
     )
     return CompiledQuery(queryset, [after])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, cast
 
@@ -14,8 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from .fields import (
     CombinedDigestField,
     DigestField,
-    DigestSyncQuerySet,
     EncryptedTextField,
+    SecretsQuerySet,
     with_digest_fields,
 )
 
@@ -63,7 +63,7 @@ def mask(secret: str | None) -> str:
     return f"…{secret[-MASK_VISIBLE:]}"
 
 
-class ZohoTokenQuerySet(DigestSyncQuerySet):
+class ZohoTokenQuerySet(SecretsQuerySet):
     def active(self) -> ZohoTokenQuerySet:
         """Rows the SDK may see: not revoked."""
         return self.filter(revoked_at__isnull=True)
@@ -198,6 +198,8 @@ class ZohoToken(TokenState, models.Model):
 
     objects = ZohoTokenQuerySet.as_manager()
 
+    _stored_token_id: str | None = None  # as loaded from the database
+
     class Meta:
         verbose_name = _("Zoho token")
         verbose_name_plural = _("Zoho tokens")
@@ -217,7 +219,19 @@ class ZohoToken(TokenState, models.Model):
         return f"Zoho token {self.token_id} ({self.user_name or 'no user yet'})"
 
     def save(self, *args: Any, update_fields: Iterable[str] | None = None, **kwargs: Any) -> None:
+        stored = self._stored_token_id
+        if stored is not None and self.token_id != stored:
+            # Every secret of the row is encrypted for its token id.
+            raise ValueError(f"The token id of a stored token never changes ({stored!r}).")
         super().save(*args, update_fields=with_digest_fields(type(self), update_fields), **kwargs)
+
+    @classmethod
+    def from_db(
+        cls, db: str | None, field_names: Collection[str], values: Collection[Any], **kwargs: Any
+    ) -> ZohoToken:
+        row = super().from_db(db, field_names, values, **kwargs)  # Django 6.1: fetch_mode
+        row._stored_token_id = row.__dict__.get("token_id")
+        return row
 
     @property
     def email(self) -> str | None:

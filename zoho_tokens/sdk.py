@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
@@ -84,6 +85,16 @@ def match(finder: Finder, token: OAuthToken) -> Any:
     return None
 
 
+def matches_by_secret(token: OAuthToken) -> bool:
+    """Whether :func:`match` looks ``token`` up through a secret's keyed digest."""
+    if user_name_of(token) is not None:
+        return False
+    access_token = token.get_access_token()
+    if access_token and token.get_client_id() is None and token.get_client_secret() is None:
+        return True
+    return bool(token.get_grant_token() or token.get_refresh_token())
+
+
 def match_user_name(finder: Finder, name: str) -> Any:
     found = finder.one("user_name", name)
     if found is not None or ":" in name:
@@ -146,6 +157,7 @@ def new_row(token: OAuthToken) -> ZohoToken:
     return row
 
 
+@sensitive_variables()
 def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
     """Copy the token's non-None values onto the row (not saved)."""
     if is_new_authorisation(token, row):
@@ -171,6 +183,7 @@ def copy_onto_row(token: OAuthToken, row: ZohoToken) -> None:
             row.expiry_time = expiry
 
 
+@sensitive_variables()
 def is_new_authorisation(token: OAuthToken, row: ZohoToken) -> bool:
     """A refresh token other than the stored one: the user consented again."""
     refresh_token = token.get_refresh_token()

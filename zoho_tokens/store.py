@@ -6,6 +6,11 @@ ignores the return value; ``save_token`` failures are swallowed by the SDK, so t
 store logs them itself; one store instance is shared by every thread. The work is
 done by ``sdk`` (which row a token means), ``finder`` (the lookups) and ``services``
 (refresh and save); this module translates errors.
+
+Every exception that leaves the store is an ``SDKException`` whose message carries no
+secret, and every method is marked with ``sensitive_variables``: when ``DEBUG`` is off,
+Django's error reports (and the admins' error mail) hide the local variables of every
+frame below it. Values that carry secrets show them masked in their ``repr``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, router
+from django.views.decorators.debug import sensitive_variables
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
@@ -25,7 +31,7 @@ from .conf import app_settings
 from .db import run_write
 from .finder import ValueFinder
 from .models import ZohoToken
-from .sdk import TOKEN_STORE, fill_token, match, store_error, token_from_row
+from .sdk import TOKEN_STORE, fill_token, match, matches_by_secret, store_error, token_from_row
 
 logger = logging.getLogger("zoho_tokens.store")
 
@@ -49,18 +55,23 @@ class DjangoTokenStore(TokenStore):
     def using(self) -> str:
         return self._using or app_settings.DATABASE or router.db_for_write(ZohoToken)
 
+    @sensitive_variables()
     def find_token(self, token: Any) -> Any:
         if not isinstance(token, OAuthToken):
             return token
         with _Failures("find_token", self):
             using = self.using
             found = match(ValueFinder(using), token)
+            if found is None and matches_by_secret(token):
+                # A wrong HMAC key must not pass for "not found".
+                services.refuse_foreign_digests(using)
             found = services.refresh_or_refuse(found, using=using, new_consent=bool(token.get_grant_token()))
             if found is None:
                 return None
             fill_token(token, found)
         return token
 
+    @sensitive_variables()
     def find_token_by_id(self, id: Any) -> OAuthToken:
         with _Failures("find_token_by_id", self):
             using = self.using
@@ -71,6 +82,7 @@ class DjangoTokenStore(TokenStore):
                 raise store_error(f"Exception in find_token_by_id - DjangoTokenStore : {INVALID_ID}")
             return token_from_row(found)
 
+    @sensitive_variables()
     def save_token(self, token: Any) -> None:
         if not isinstance(token, OAuthToken):
             return
@@ -80,15 +92,18 @@ class DjangoTokenStore(TokenStore):
                 # Only after the commit: a token must never carry the id of a row that was rolled back.
                 fill_token(token, row)
 
+    @sensitive_variables()
     def delete_token(self, id: Any) -> None:
         with _Failures("delete_token", self):
             rows = ZohoToken.objects.using(self.using).active().filter(token_id=str(id))
             if not run_write(self.using, lambda: rows.delete()[0]):
                 raise store_error(f"Exception in delete_token - DjangoTokenStore : {INVALID_ID}")
 
+    @sensitive_variables()
     def get_tokens(self) -> list[OAuthToken]:
         return list(self.iter_tokens())
 
+    @sensitive_variables()
     def delete_tokens(self) -> None:
         with _Failures("delete_tokens", self):
             run_write(self.using, lambda: ZohoToken.objects.using(self.using).delete())
@@ -132,8 +147,15 @@ class _Failures:
             raise SDKException(
                 TOKEN_STORE, f"Exception in {self.operation} - DjangoTokenStore : ", cause=exc
             ) from exc
-        logger.exception("DjangoTokenStore.%s failed unexpectedly", self.operation)
-        return False
+        if not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, SystemExit
+        logger.error("DjangoTokenStore.%s failed unexpectedly", self.operation, exc_info=exc)
+        # The SDK expects SDKException; the cause's text is not ours, so it stays out of
+        # the message (it is chained, and logged above).
+        raise SDKException(
+            TOKEN_STORE,
+            f"Exception in {self.operation} - DjangoTokenStore : unexpected {type(exc).__name__}",
+        ) from exc
 
     def _drop_broken_connection(self) -> None:
         # Outside the request cycle nobody else closes a dead connection, and every

@@ -103,6 +103,14 @@ def expire(*rows: Any, in_ms: int = -1000) -> None:
     ZohoToken.objects.filter(pk__in=[row.pk for row in rows]).update(expiry_time=now_ms() + in_ms)
 
 
+def raw_rows() -> list[dict[str, Any]]:
+    """Every row, in primary-key order, as the database holds it (see :func:`raw_row`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {_table()} ORDER BY id")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def raw_row(pk: int) -> dict[str, Any]:
     """Every column of one row as the database holds it: ciphertext, digests, all."""
     with connection.cursor() as cursor:

@@ -3,11 +3,14 @@
 * :mod:`.refresh`: the one refresh policy and the coordinated refresh;
 * :mod:`.save`: the SDK's ``save_token``;
 * :mod:`.revocation`: revoke at Zoho, then locally;
+* :mod:`.refresh_ahead`: refreshing ahead of time, for cron and task queues;
 * :mod:`.purge`: deleting what can never be used again, in batches;
 * :mod:`.maintenance`: key rotation;
+* :mod:`.keys`: whether the configured keys fit the stored tokens;
 * :mod:`.status`: counts and problems, for people and monitoring.
 """
 
+from .keys import DigestCheck, check_stored_digests, refuse_foreign_digests
 from .maintenance import rotate_keys
 from .purge import PurgeCutoffs, PurgeFailed, PurgeReport, purge
 from .refresh import backoff_seconds, refresh_due, refresh_once, refresh_or_refuse
@@ -15,15 +18,18 @@ from .revocation import RevocationReport, revoke
 from .save import save_token
 
 __all__ = [
+    "DigestCheck",
     "PurgeCutoffs",
     "PurgeFailed",
     "PurgeReport",
     "RevocationReport",
     "backoff_seconds",
+    "check_stored_digests",
     "purge",
     "refresh_due",
     "refresh_once",
     "refresh_or_refuse",
+    "refuse_foreign_digests",
     "revoke",
     "rotate_keys",
     "save_token",

@@ -34,6 +34,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import zoho
 from ..conf import app_settings
+from ..fields import sealed_for_row
 from ..finder import StoredValues, ValueFinder
 from ..models import TokenState, ZohoToken
 from ..sdk import store_error
@@ -202,7 +203,8 @@ def refresh_with_claim(token: StoredValues, claim: str, *, using: str, token_url
     )
     changes = refresh_answer_changes(token, answer)
     held = ZohoToken.objects.using(using).filter(pk=token.pk, refresh_claimed_by=claim)
-    applied = bool(held.update(**changes, refresh_claimed_by="", refresh_claimed_until=None))
+    sealed = sealed_for_row(ZohoToken, token.token_id, changes)  # the new access token, for this row
+    applied = bool(held.update(**sealed, refresh_claimed_by="", refresh_claimed_until=None))
     _log(token, answer, applied)
     # Immediately, or when the caller's own transaction commits.
     transaction.on_commit(lambda: _signal(token.token_id, answer, applied, using), using=using)

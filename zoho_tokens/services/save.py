@@ -18,16 +18,17 @@ the row, applies the SDK's rules and writes only what changed.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, cast
+from typing import cast
 
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 
 from ..conf import app_settings
 from ..db import run_write
-from ..fields import DigestField
+from ..fields import DigestField, sealed_for_row
 from ..finder import RowFinder, ValueFinder
 from ..models import SAVED_FIELDS, ZohoToken, ZohoTokenQuerySet
 from ..sdk import (
@@ -41,8 +42,10 @@ from ..sdk import (
     store_error,
     user_name_of,
 )
+from .keys import refuse_foreign_digests
 
 
+@sensitive_variables()
 def save_token(token: OAuthToken, *, using: str) -> ZohoToken | None:
     """Store the SDK's token; the saved row, or ``None`` when the one-UPDATE save did it."""
     if save_refreshed_access_token(token, using=using):
@@ -50,6 +53,7 @@ def save_token(token: OAuthToken, *, using: str) -> ZohoToken | None:
     return run_write(using, lambda: upsert(ZohoToken.objects.using(using), token))
 
 
+@sensitive_variables()
 def save_refreshed_access_token(token: OAuthToken, *, using: str) -> bool:
     """Store a refreshed access token with one conditional UPDATE; False when no row
     matched the conditions above (the upsert then decides)."""
@@ -80,12 +84,17 @@ def save_refreshed_access_token(token: OAuthToken, *, using: str) -> bool:
         )
         .exclude(access_token_digest=new_access_digest)
     )
-    values: dict[str, Any] = {
-        "access_token": access_token,
-        "expiry_time": expiry,
-        "last_refreshed_at": now,
-        "updated_at": now,
-    }
+    values = sealed_for_row(
+        ZohoToken,
+        str(token_id),
+        {
+            "access_token": access_token,
+            "access_token_digest": new_access_digest,
+            "expiry_time": expiry,
+            "last_refreshed_at": now,
+            "updated_at": now,
+        },
+    )
     # In the caller's transaction, a failed statement must not abort it (PostgreSQL
     # would refuse every later statement): a savepoint.
     savepoint = transaction.atomic(using=using) if connections[using].in_atomic_block else nullcontext()
@@ -97,10 +106,12 @@ def save_refreshed_access_token(token: OAuthToken, *, using: str) -> bool:
     return updated == 1
 
 
+@sensitive_variables()
 def upsert(rows: ZohoTokenQuerySet, token: OAuthToken) -> ZohoToken:
     """Insert or update the row ``token`` means (call inside a transaction); returns it."""
     row = find_row_to_update(rows.select_for_update(), token)
     if row is None:
+        refuse_foreign_digests(rows.db)  # or the token would be stored a second time
         row = new_row(token)
         copy_onto_row(token, row)
         row.save(using=rows.db, force_insert=True)

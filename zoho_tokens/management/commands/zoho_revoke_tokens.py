@@ -8,7 +8,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import ngettext
 
 from zoho_tokens import services
-from zoho_tokens.models import ZohoToken
+from zoho_tokens.crypto import DecryptionError
+from zoho_tokens.management.options import database_alias
+from zoho_tokens.models import ZohoToken, ZohoTokenQuerySet
 
 
 class Command(BaseCommand):
@@ -23,9 +25,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="List what would be revoked; change nothing."
         )
+        parser.add_argument("--database", default=None, help="Database alias (default: the routers' choice).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        rows = self.select(options["token_ids"], options["user"])
+        using = database_alias(options["database"])
+        rows = self.select(ZohoToken.objects.using(using).active(), options["token_ids"], options["user"])
+        at_zoho = not options["local_only"]
+        if at_zoho:
+            self.open_refresh_tokens(rows)
         verbosity = options["verbosity"]
         if options["dry_run"]:
             if verbosity >= 1:
@@ -35,7 +42,7 @@ class Command(BaseCommand):
                     % {"count": count}
                 )
             return
-        report = services.revoke(rows, at_zoho=not options["local_only"])
+        report = services.revoke(rows, at_zoho=at_zoho)
         for row, reason in report.failed:
             self.stderr.write(
                 self.style.WARNING(f"Token {row.token_id} ({row.user_name}) not revoked: {reason}")
@@ -58,18 +65,24 @@ class Command(BaseCommand):
                 % {"count": len(report.failed)}
             )
 
-    def select(self, token_ids: list[str], users: list[str]) -> list[ZohoToken]:
+    def select(self, active: ZohoTokenQuerySet, token_ids: list[str], users: list[str]) -> list[ZohoToken]:
         if not token_ids and not users:
             raise CommandError("Name the tokens to revoke: token ids, or --user.")
-        rows = {row.pk: row for row in ZohoToken.objects.active().filter(token_id__in=token_ids)}
+        rows = {row.pk: row for row in active.filter(token_id__in=token_ids)}
         missing = set(token_ids) - {row.token_id for row in rows.values()}
         for name in users:
-            matches = list(
-                ZohoToken.objects.active().for_user_name(name)
-            ) or ZohoToken.objects.active().for_email(name)
+            matches = list(active.for_user_name(name)) or active.for_email(name)
             if not matches:
                 missing.add(name)
             rows.update((row.pk, row) for row in matches)
         if missing:
             raise CommandError(f"No active token for: {', '.join(sorted(missing))}. Nothing was revoked.")
         return [rows[pk] for pk in sorted(rows)]
+
+    def open_refresh_tokens(self, rows: list[ZohoToken]) -> None:
+        """Zoho needs each refresh token: a row that does not open stops the command before any change."""
+        for row in rows:
+            try:
+                row.refresh_token  # noqa: B018 (opens it)
+            except DecryptionError as exc:
+                raise CommandError(f"{exc} Nothing was revoked.") from None

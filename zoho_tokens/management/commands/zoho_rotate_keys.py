@@ -10,6 +10,7 @@ from django.utils.translation import ngettext
 
 from zoho_tokens import services
 from zoho_tokens.crypto import DecryptionError
+from zoho_tokens.management.options import database_alias
 
 
 class Command(BaseCommand):
@@ -25,8 +26,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
+        using = database_alias(options["database"])
         try:
-            count = services.rotate_keys(batch_size=options["batch_size"], using=options["database"])
+            count = services.rotate_keys(batch_size=options["batch_size"], using=using)
         except DecryptionError as exc:
             raise CommandError(
                 f"{exc} Rows before it were re-encrypted; run the command again once fixed."
