@@ -3,7 +3,8 @@
 Enable with ``pytest_plugins = ["zoho_tokens.testing.pytest_plugin"]``. Fixtures:
 
 ``fake_zoho``
-    A :class:`FakeZoho` started once per session and ``reset()`` before each test.
+    A :class:`FakeZoho` started once per session and ``reset()`` before each test. It
+    plays two data centres, ``"us"`` (``base_url``) and ``"eu"`` (``url_of("eu")``).
 ``zoho_sdk_reset``
     Clears the SDK's global and thread-local ``Initializer`` state before and after the
     test, so one test's ``Initializer.initialize``/``switch_user`` cannot leak into the next.
@@ -24,7 +25,7 @@ __all__ = ["fake_zoho", "reset_zoho_sdk", "zoho_sdk_reset"]
 @pytest.fixture(scope="session")
 def _fake_zoho_server() -> Iterator[FakeZoho]:
     """The session-wide server behind ``fake_zoho``."""
-    with FakeZoho() as server:
+    with FakeZoho(data_centres=("us", "eu")) as server:
         yield server
 
 
