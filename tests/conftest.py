@@ -6,7 +6,7 @@ import pytest
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 
-from tests.factories import StaffUserFactory, ZohoTokenFactory
+from tests.factories import StaffUserFactory, UserFactory, ZohoTokenFactory
 from zoho_tokens.store import DjangoTokenStore
 from zoho_tokens.testing.fake_zoho import FakeZoho
 
@@ -21,6 +21,30 @@ def token_factory(db: None) -> type[ZohoTokenFactory]:
 @pytest.fixture
 def staff_factory(db: None) -> type[StaffUserFactory]:
     return StaffUserFactory
+
+
+@pytest.fixture
+def user_factory(db: None) -> type[UserFactory]:
+    return UserFactory
+
+
+@pytest.fixture
+def zoho_for_connect(fake_zoho: FakeZoho, settings: Any) -> FakeZoho:
+    """The fake Zoho, set up as the connect views' Zoho: consent starts at its page, codes
+    are exchanged at its data centres ("us" and "eu"), revocations outside SDK calls
+    reach its "us" data centre."""
+    settings.ZOHO_TOKENS_AUTHORIZATION_URL = fake_zoho.authorization_url
+    settings.ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS = fake_zoho.trusted_accounts_servers()
+    settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
+    return fake_zoho
+
+
+@pytest.fixture
+def alice(client: Any, user_factory: Any) -> Any:
+    """A signed-in user of the site, ``alice``; ``client`` is her browser."""
+    user = user_factory(username="alice")
+    client.force_login(user)
+    return user
 
 
 @pytest.fixture
