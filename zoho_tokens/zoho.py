@@ -171,13 +171,10 @@ def exchange_grant_token(
     An answer without both tokens is an error (``invalid_code`` for a code that is
     unknown, used or older than its few minutes). Raises ``ZohoUnreachable``.
     """
-    form = {
-        "grant_type": "authorization_code",
-        "client_id": client_id,
-        "client_secret": client_secret,
-        "redirect_uri": redirect_url,
-        "code": code,
-    }
+    form = {"grant_type": "authorization_code", "client_id": client_id, "client_secret": client_secret}
+    if redirect_url:  # a self-client's grant token has none
+        form["redirect_uri"] = redirect_url
+    form["code"] = code
     status, body = post_form(token_url, form, deadline)
     refreshed = _refreshed(body) if "access_token" in body else None
     refresh_token = body.get("refresh_token")

@@ -87,7 +87,7 @@ def connect(
             client_secret=client.client_secret,
             refresh_token=answer.refresh_token,
             access_token=answer.access_token,
-            redirect_url=client.redirect_url,
+            redirect_url=client.redirect_url or None,
             user_signature=UserSignature(user_name),
             api_domain=server.api_domain,
         )
