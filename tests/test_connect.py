@@ -230,7 +230,7 @@ def test_declining_in_zoho_connects_nothing(client, alice, zoho_for_connect):
     response = client.get(callback)
 
     assert_refused(response, 200, "You declined access in Zoho", zoho_for_connect)
-    assert "Zoho CRM was not connected, as you asked." in page_text(response)
+    assert "You can connect Zoho CRM whenever you are ready." in page_text(response)
     assert zoho_for_connect.count("authorization_code") == 0
 
 

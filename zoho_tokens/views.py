@@ -113,7 +113,7 @@ FAILURES: dict[str, tuple[str, str]] = {
     ),
     "declined": (
         N_("You declined access in Zoho"),
-        N_("Zoho CRM was not connected, as you asked."),
+        N_("You can connect Zoho CRM whenever you are ready."),
     ),
     "zoho_error": (
         N_("Zoho did not grant access"),
