@@ -52,8 +52,10 @@ lint: $(VENV)/.installed $(VENV)/.postgresql
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy zoho_tokens
 
+# The whole matrix of tox.ini (12 envs); python3.12 and python3.13 must be on PATH
+# (with pyenv: PYENV_VERSION=3.11.7:3.12.1:3.13.0 make tox).
 tox: $(VENV)/.installed
-	$(BIN)/tox run-parallel --parallel 2
+	$(BIN)/tox run-parallel --parallel 3
 
 clean:
 	rm -rf $(VENV) .tox .coverage .coverage.* htmlcov example_project/db.sqlite3
