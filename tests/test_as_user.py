@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations
 
 from tests.helpers import org_zgid
@@ -55,9 +56,12 @@ def test_threads_switched_to_different_users_never_mix(connected):
     start = threading.Barrier(len(users))
 
     def calls(n):
-        use_zoho_as(users[n])
-        start.wait()
-        return {org_zgid() for _ in range(5)}
+        try:
+            use_zoho_as(users[n])
+            start.wait()
+            return {org_zgid() for _ in range(5)}
+        finally:
+            connections.close_all()  # this thread's own, or PostgreSQL keeps the test database
 
     with ThreadPoolExecutor(len(users)) as pool:
         seen = list(pool.map(calls, range(len(users))))
@@ -68,8 +72,14 @@ def test_threads_switched_to_different_users_never_mix(connected):
 def test_a_thread_that_named_nobody_acts_as_nobody(connected, zoho_for_connect):
     use_zoho_as(connected("alice", "alice@example.com", "10001"))
 
+    def call():
+        try:
+            return OrgOperations().get_organization().get_status_code()
+        finally:
+            connections.close_all()
+
     with ThreadPoolExecutor(1) as pool:
-        status = pool.submit(lambda: OrgOperations().get_organization().get_status_code()).result()
+        status = pool.submit(call).result()
 
     assert status == 401
     assert zoho_for_connect.received("org")[-1]["Authorization"] == f"Zoho-oauthtoken {PLACEHOLDER_TOKEN}"
