@@ -1,6 +1,8 @@
 """Settings of the example project: everything secret comes from the environment or ``.env``.
 
-``make demo`` writes a ``.env`` with freshly generated keys on first run.
+``make demo`` writes a ``.env`` with freshly generated keys on first run; ``.env.example``
+lists every variable. Without ``ZOHO_CLIENT_ID`` the site talks to a fake Zoho that
+``zoho_demo`` embeds; with a real client (and its redirect URL) it talks to Zoho.
 """
 
 from pathlib import Path
@@ -49,7 +51,8 @@ WSGI_APPLICATION = "example_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The project's templates come first: they override the app's zoho_tokens/base.html.
+        "DIRS": [BASE_DIR / "example_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -79,9 +82,27 @@ STATIC_URL = "static/"
 ZOHO_TOKENS_ENCRYPTION_KEYS = env.list("ZOHO_TOKENS_ENCRYPTION_KEYS", default=[])
 ZOHO_TOKENS_HMAC_KEYS = env.list("ZOHO_TOKENS_HMAC_KEYS", default=[])
 
-# The OAuth client the demo logs in with (the embedded fake Zoho accepts any).
-ZOHO_CLIENT_ID = env("ZOHO_CLIENT_ID", default="1000.DEMOCLIENT")
-ZOHO_CLIENT_SECRET = env("ZOHO_CLIENT_SECRET", default="demo-client-secret")
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+# The OAuth client. Without ZOHO_CLIENT_ID the embedded fake Zoho plays Zoho (it accepts
+# any client) and zoho_demo points the connect views at it.
+ZOHO_FAKE = not env("ZOHO_CLIENT_ID", default="")
+ZOHO_TOKENS_CLIENT_ID = env("ZOHO_CLIENT_ID", default="") or "1000.DEMOCLIENT"
+ZOHO_TOKENS_CLIENT_SECRET = env("ZOHO_CLIENT_SECRET", default="") or "demo-client-secret"
+# The callback URL registered for the client at Zoho; unset, it is built from the request.
+ZOHO_TOKENS_REDIRECT_URL = env("ZOHO_REDIRECT_URL", default="") or None
+ZOHO_TOKENS_SCOPES = env.list(
+    "ZOHO_SCOPES", default=["ZohoCRM.modules.ALL", "ZohoCRM.users.READ", "ZohoCRM.org.READ"]
+)
+# Where consent starts: accounts.zoho.com, or accounts.zoho.com.cn for China.
+ZOHO_TOKENS_AUTHORIZATION_URL = env(
+    "ZOHO_AUTHORIZATION_URL", default="https://accounts.zoho.com/oauth/v2/auth"
+)
+ZOHO_TOKENS_CONNECTED_URL = "/"
+# A user deactivated or deleted takes their Zoho tokens along: revoked at Zoho and here.
+ZOHO_TOKENS_REVOKE_WITH_OWNER = True
 
 LOGGING = {
     "version": 1,

@@ -48,6 +48,19 @@ class ZohoTokenFactory(factory.django.DjangoModelFactory):
     expiry_time = factory.LazyFunction(lambda: now_ms() + 3_600_000)
     redirect_url = REDIRECT_URL
     api_domain = "https://www.zohoapis.com"
+    owner = None
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """A user of the site (not staff), password "pw": ``UserFactory(username="alice")``."""
+
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
+    password = factory.django.Password("pw")
 
     @factory.post_generation
     def written_days_ago(obj: ZohoToken, create: bool, days: float | None, **kwargs: object) -> None:

@@ -23,6 +23,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "zoho_tokens",
+    # Its pages (home, sign-in) serve the browser test of the whole connect flow.
+    "example_project",
 ]
 STATIC_URL = "/static/"
 # As startproject writes it: a CSRF hole or a leak in a response shows up in the suite.
@@ -48,6 +50,10 @@ TEMPLATES = [
         },
     }
 ]
+
+# The OAuth client of the connect views (the fake Zoho accepts any).
+ZOHO_TOKENS_CLIENT_ID = "1000.TESTCLIENT"
+ZOHO_TOKENS_CLIENT_SECRET = "test-client-secret"
 
 # Test keys, generated once for this suite; never use them anywhere else.
 ZOHO_TOKENS_ENCRYPTION_KEYS = ["O6G1vcAygNBU63ArRpmZrL7YpGpTSva0lukwBuw6hQo="]

@@ -1,11 +1,13 @@
 """The admin: masked, read-only tokens; revocation as permissioned, audited actions."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import DatabaseError, connection
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.helpers import raw_row, write_raw
 from zoho_tokens.models import ZohoToken
@@ -301,3 +303,92 @@ def test_filtering_the_list_by_a_token_tells_nothing(client, staff, rows, lookup
     assert (with_real.status_code, with_guess.status_code) == (400, 400)
     assert with_real.content == with_guess.content
     assert real not in with_real.content.decode()
+
+
+# --- who and in what state, at a glance -------------------------------------------------------
+
+
+def status_cell(html, row):
+    """The status cell of ``row``'s line in the changelist, tags stripped."""
+    import re
+
+    line = re.search(rf"<tr>(?:(?!</tr>).)*{row.token_id}(?:(?!</tr>).)*</tr>", html, re.S).group(0)
+    cell = re.search(r'<td class="field-status">(.*?)</td>', line, re.S).group(1)
+    return " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+
+
+def test_the_status_reads_at_a_glance(admin_client, token_factory, user_factory):
+    rows = {
+        "active": token_factory(owner=user_factory(username="ann")),
+        "expiring": token_factory(expiring=True),
+        "expired": token_factory(expired=True),
+        "flagged": token_factory(needs_reauthorization=True),
+        "revoked": token_factory(revoked=True),
+        "backing off": token_factory(
+            expiring=True,
+            refresh_failures=2,
+            refresh_error="rate_limited",
+            refresh_retry_at=timezone.now() + timedelta(minutes=5, seconds=30),
+        ),
+    }
+
+    html = admin_client.get(CHANGELIST).content.decode()
+
+    cells = {name: status_cell(html, row) for name, row in rows.items()}
+    assert cells == {
+        "active": "Active access token valid for 59 minutes",
+        "expiring": "Expiring access token expires in under a minute",
+        "expired": "Expiring access token expired just now: renewed on the next call",
+        "flagged": "Needs re-authorisation flagged just now (invalid_code) · Reconnect",
+        "revoked": "Revoked just now",
+        "backing off": "Expiring access token expires in under a minute · refreshes failing (rate_limited), "
+        "next try in 5 minutes",
+    }
+    assert ">ann</td>" in html
+
+
+def test_a_flagged_row_links_its_owner_back_to_zoho(admin_client, token_factory):
+    row = token_factory(needs_reauthorization=True)
+    change = reverse("admin:zoho_tokens_zohotoken_change", args=[row.pk])
+
+    for page in (CHANGELIST, change):
+        html = admin_client.get(page).content.decode()
+        assert (
+            f'<a href="/zoho/connect/?next=%2Fadmin%2Fzoho_tokens%2Fzohotoken%2F{row.pk}%2Fchange%2F"' in html
+        )
+
+
+def test_the_status_filter_knows_expiring_tokens(admin_client, token_factory):
+    fresh, soon, expired = token_factory(), token_factory(expiring=True), token_factory(expired=True)
+
+    def listed(status):
+        html = admin_client.get(CHANGELIST, {"status": status}).content.decode()
+        return {row.token_id for row in (fresh, soon, expired) if row.token_id in html}
+
+    assert listed("active") == {fresh.token_id}
+    assert listed("expiring") == {soon.token_id, expired.token_id}
+
+
+def test_owners_are_filterable_and_searchable(admin_client, token_factory, user_factory):
+    ann, ben = user_factory(username="ann"), user_factory(username="ben")
+    anns, bens = token_factory(owner=ann), token_factory(owner=ben)
+
+    by_filter = admin_client.get(CHANGELIST, {"owner__id__exact": ann.pk}).content.decode()
+    by_search = admin_client.get(CHANGELIST, {"q": "ben"}).content.decode()
+
+    assert anns.token_id in by_filter and bens.token_id not in by_filter
+    assert bens.token_id in by_search and anns.token_id not in by_search
+
+
+def test_the_detail_page_shows_times_as_the_list_does(admin_client, token_factory, settings):
+    from datetime import UTC, datetime
+
+    settings.TIME_ZONE = "UTC"
+    row = token_factory(
+        expiry_time=int(datetime(2026, 12, 2, 4, 12, 6, 523000, tzinfo=UTC).timestamp() * 1000)
+    )
+
+    html = admin_client.get(reverse("admin:zoho_tokens_zohotoken_change", args=[row.pk])).content.decode()
+
+    assert "2026-12-02 04:12:06" not in html
+    assert "Dec. 2, 2026, 4:12 a.m. (access token" in html

@@ -112,3 +112,35 @@ def test_an_encryption_key_that_opens_no_stored_token_is_caught_by_check(token_f
     settings.ZOHO_TOKENS_ENCRYPTION_KEYS = [NEW_FERNET]
 
     assert database_check_ids() == [checks.E010]
+
+
+@pytest.mark.parametrize(
+    ("client_id", "client_secret", "expected"),
+    [
+        ("1000.X", "secret", []),
+        (None, None, []),
+        ("1000.X", None, [checks.W004]),
+        (None, "secret", [checks.W004]),
+    ],
+)
+def test_the_oauth_client_comes_whole(settings, client_id, client_secret, expected):
+    settings.ZOHO_TOKENS_CLIENT_ID = client_id
+    settings.ZOHO_TOKENS_CLIENT_SECRET = client_secret
+
+    messages = checks.check_oauth_client()
+
+    assert [message.id for message in messages] == expected
+    assert all("secret" not in message.msg.replace("CLIENT_SECRET", "") for message in messages)
+
+
+def test_a_trusted_accounts_server_the_secret_would_reach_in_clear(settings):
+    settings.ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS = {
+        "https://accounts.example.com": "https://crm.example.com",
+        "http://127.0.0.1:8001": "http://127.0.0.1:8001",
+        "http://accounts.example.com": "http://crm.example.com",
+    }
+
+    messages = checks.check_oauth_client()
+
+    assert [message.id for message in messages] == [checks.W005]
+    assert "'http://accounts.example.com'" in messages[0].msg

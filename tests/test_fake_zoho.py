@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
@@ -361,3 +362,129 @@ def test_reset_zoho_sdk_clears_every_thread() -> None:
         reset_zoho_sdk()
         assert worker.submit(Initializer.get_initializer).result() is None
     assert Initializer.get_initializer() is None
+
+
+# ------------------------------------------------------- data centres and consent
+
+
+def post(url: str, form: dict[str, str] | None = None, token: str | None = None) -> tuple[int, Any]:
+    """One raw request to any of the fake's data centres; (status, JSON body)."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(url, data=data)
+    if token is not None:
+        request.add_header("Authorization", "Zoho-oauthtoken " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.load(error)
+
+
+def test_codes_and_tokens_are_good_only_at_their_data_centre(fake_zoho: FakeZoho) -> None:
+    us, eu = fake_zoho.url_of("us"), fake_zoho.url_of("eu")
+    code = fake_zoho.issue_grant_token("ann@example.eu", "3", data_centre="eu")
+    exchange_form = {"grant_type": "authorization_code", "code": code}
+
+    assert post(us + "/oauth/v2/token", exchange_form) == (200, {"error": "invalid_code"})
+    status, tokens = post(eu + "/oauth/v2/token", exchange_form)
+
+    assert status == 200 and tokens["api_domain"] == eu
+    assert post(us + "/crm/v8/org", token=tokens["access_token"])[0] == 401
+    assert post(eu + "/crm/v8/org", token=tokens["access_token"])[1]["org"][0]["zgid"] == "3"
+    refresh_form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    assert post(us + "/oauth/v2/token", refresh_form) == (200, {"error": "invalid_code"})
+    assert post(us + "/oauth/v2/token/revoke", {"token": tokens["refresh_token"]})[1]["status"] == "failure"
+    assert post(eu + "/oauth/v2/token/revoke", {"token": tokens["refresh_token"]})[1] == {"status": "success"}
+    assert (fake_zoho.count("authorization_code", "us"), fake_zoho.count("authorization_code", "eu")) == (
+        1,
+        1,
+    )
+    assert fake_zoho.trusted_accounts_servers() == {us: us, eu: eu}
+    assert fake_zoho.environment("eu").accounts_url == eu + "/oauth/v2/token"
+
+
+def test_grant_codes_expire(fake_zoho: FakeZoho) -> None:
+    code = fake_zoho.issue_grant_token()
+    fake_zoho.expire_grant_tokens(code)
+
+    assert exchange(fake_zoho, code) == {"error": "invalid_code"}
+
+
+def test_the_consent_page_sends_the_browser_back_with_a_code_and_its_data_centre(fake_zoho: FakeZoho) -> None:
+    query = {
+        "client_id": "1000.C",
+        "scope": "ZohoCRM.users.READ,ZohoCRM.org.READ",
+        "redirect_uri": "https://app.example.com/cb/",
+        "state": "s1",
+        "response_type": "code",
+    }
+    with urllib.request.urlopen(f"{fake_zoho.authorization_url}?{urllib.parse.urlencode(query)}") as page:
+        html = page.read().decode()
+    assert "<strong>1000.C</strong> asks to access" in html
+    assert '<button type="submit" name="decision" value="approve">Approve</button>' in html
+    assert '<option value="eu">Europe (eu)</option>' in html
+
+    answer = requests.post(
+        fake_zoho.authorization_url,
+        data={**query, "decision": "approve", "email": "ann@example.eu", "zgid": "3", "data_centre": "eu"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    back = urllib.parse.urlsplit(answer.headers["Location"])
+    params = dict(urllib.parse.parse_qsl(back.query))
+
+    assert (answer.status_code, back.netloc, back.path) == (302, "app.example.com", "/cb/")
+    assert params.keys() == {"code", "location", "accounts-server", "state"}
+    assert (params["location"], params["accounts-server"], params["state"]) == (
+        "eu",
+        fake_zoho.url_of("eu"),
+        "s1",
+    )
+    assert (
+        post(
+            fake_zoho.url_of("eu") + "/oauth/v2/token",
+            {"grant_type": "authorization_code", "code": params["code"]},
+        )[0]
+        == 200
+    )
+    (consent,) = fake_zoho.consents
+    assert (consent["decision"], consent["client_id"], consent["email"]) == (
+        "approve",
+        "1000.C",
+        "ann@example.eu",
+    )
+
+
+def test_denying_sends_the_browser_back_with_access_denied(fake_zoho: FakeZoho) -> None:
+    answer = requests.post(
+        fake_zoho.authorization_url,
+        data={"redirect_uri": "https://app.example.com/cb/?x=1", "state": "s2", "decision": "deny"},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+    assert answer.headers["Location"] == (
+        "https://app.example.com/cb/?x=1&error=access_denied&location=us"
+        f"&accounts-server={urllib.parse.quote(fake_zoho.base_url, safe='')}&state=s2"
+    )
+
+
+def test_the_users_of_an_org(fake_zoho: FakeZoho) -> None:
+    fake_zoho.add_user("carol.jones@example.com", "3")
+    fake_zoho.add_user("dan@example.com", "4")
+    token = refresh(fake_zoho, fake_zoho.issue_refresh_token("c@example.com", "3"))["access_token"]
+
+    body = http(fake_zoho, "/crm/v8/users?type=AllUsers", token=token)[2]
+
+    assert [(user["email"], user["full_name"]) for user in body["users"]] == [
+        ("carol.jones@example.com", "Carol Jones"),
+        ("c@example.com", "C"),
+    ]
+
+
+def test_only_the_data_centres_zoho_has() -> None:
+    with pytest.raises(ValueError, match="data_centres must be some of"):
+        FakeZoho(data_centres=("us", "mars"))
+    with FakeZoho() as fake, pytest.raises(ValueError, match="plays"):
+        fake.url_of("eu")

@@ -9,3 +9,6 @@ class ZohoTokensConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .receivers import connect_receivers
+
+        connect_receivers()

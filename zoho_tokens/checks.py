@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import ERROR, CheckMessage, Error, Tags, Warning, register
@@ -37,8 +38,10 @@ E010 = "zoho_tokens.E010"  # stored tokens no configured encryption key opens
 W001 = "zoho_tokens.W001"  # a key listed twice
 W002 = "zoho_tokens.W002"  # SQLite without "transaction_mode": "IMMEDIATE"
 W003 = "zoho_tokens.W003"  # tokens whose API domain maps to no accounts server
+W004 = "zoho_tokens.W004"  # an OAuth client id without its secret, or the other way round
+W005 = "zoho_tokens.W005"  # a trusted accounts server the client secret would reach in clear
 
-CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, E009, E010, W001, W002, W003)
+CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, E009, E010, W001, W002, W003, W004, W005)
 
 # Rows compared with the keys at each end of the table (the oldest and the newest).
 CHECKED_ROWS = 25
@@ -243,3 +246,31 @@ def check_stored_tokens(
             )
         )
     return errors
+
+
+@register(Tags.security)
+def check_oauth_client(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The connect views and ``zoho_connect`` need the client's id and secret together, and
+    post the secret only over HTTPS, save to a server on this machine (a test server)."""
+    problems: list[CheckMessage] = []
+    if bool(app_settings.CLIENT_ID) != bool(app_settings.CLIENT_SECRET):
+        missing = "ZOHO_TOKENS_CLIENT_SECRET" if app_settings.CLIENT_ID else "ZOHO_TOKENS_CLIENT_ID"
+        problems.append(
+            Warning(
+                f"{missing} is not set: Zoho accounts cannot be connected.",
+                hint="Set both, from the client in Zoho's API console (api-console.zoho.com).",
+                id=W004,
+            )
+        )
+    for server in app_settings.TRUSTED_ACCOUNTS_SERVERS:
+        parts = urlsplit(str(server))
+        if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            problems.append(
+                Warning(
+                    f"ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS names {str(server)[:100]!r}: the client secret "
+                    "and every code would reach it unencrypted.",
+                    hint="Use https, or a server on this machine (tests only).",
+                    id=W005,
+                )
+            )
+    return problems

@@ -10,7 +10,7 @@ pytest-django's ``settings`` fixture send, so tests see their changes at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -128,6 +128,64 @@ class Settings:
         """Seconds a bulk revocation may take in all; rows Zoho did not answer for by then stay active."""
         return float(self._get("ZOHO_TOKENS_REVOKE_DEADLINE", 20))
 
+    # --- connecting Zoho accounts (the OAuth views, zoho_connect) -------------------
+
+    @property
+    def CLIENT_ID(self) -> str | None:
+        """The OAuth client's id, from Zoho's API console."""
+        return self._get("ZOHO_TOKENS_CLIENT_ID", None) or None
+
+    @property
+    def CLIENT_SECRET(self) -> str | None:
+        """The OAuth client's secret; only ever posted to a trusted accounts server."""
+        return self._get("ZOHO_TOKENS_CLIENT_SECRET", None) or None
+
+    @property
+    def SCOPES(self) -> Sequence[str]:
+        """The scopes the consent screen asks for. The SDK names a token after the CRM
+        user and org, which needs ``ZohoCRM.users.READ`` and ``ZohoCRM.org.READ``."""
+        return tuple(self._get("ZOHO_TOKENS_SCOPES", DEFAULT_SCOPES))
+
+    @property
+    def REDIRECT_URL(self) -> str | None:
+        """The callback URL registered at Zoho; ``None`` builds it from the request."""
+        return self._get("ZOHO_TOKENS_REDIRECT_URL", None) or None
+
+    @property
+    def AUTHORIZATION_URL(self) -> str:
+        """Where consent starts: ``accounts.zoho.com`` for every data centre but China's."""
+        return str(self._get("ZOHO_TOKENS_AUTHORIZATION_URL", DEFAULT_AUTHORIZATION_URL))
+
+    @property
+    def TRUSTED_ACCOUNTS_SERVERS(self) -> Mapping[str, str]:
+        """Accounts servers besides Zoho's own that a code may be exchanged at (a test
+        server), each with the API domain of its tokens."""
+        return dict(self._get("ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS", {}) or {})
+
+    @property
+    def CONNECT_STATE_TTL(self) -> float:
+        """Seconds a consent started by the connect view may take before its callback is refused."""
+        return float(self._get("ZOHO_TOKENS_CONNECT_STATE_TTL", 600))
+
+    @property
+    def CONNECTED_URL(self) -> str:
+        """Where the callback sends the user after connecting, when the connect link named no ``next``."""
+        return str(self._get("ZOHO_TOKENS_CONNECTED_URL", "/"))
+
+    @property
+    def REVOKE_WITH_OWNER(self) -> bool:
+        """Revoke a user's tokens, at Zoho and locally, when the user is deactivated or deleted."""
+        return bool(self._get("ZOHO_TOKENS_REVOKE_WITH_OWNER", False))
+
+    @property
+    def SDK_RESOURCE_PATH(self) -> str | None:
+        """The directory the SDK keeps its field metadata in (``use_zoho_as``); ``None``: a
+        ``zoho_tokens_sdk`` directory in the system's temporary directory."""
+        return self._get("ZOHO_TOKENS_SDK_RESOURCE_PATH", None) or None
+
+
+DEFAULT_SCOPES = ("ZohoCRM.modules.ALL", "ZohoCRM.users.READ", "ZohoCRM.org.READ")
+DEFAULT_AUTHORIZATION_URL = "https://accounts.zoho.com/oauth/v2/auth"
 
 app_settings = Settings()
 

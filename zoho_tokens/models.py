@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -52,6 +53,18 @@ SAVED_FIELDS = (
 )
 
 MASK_VISIBLE = 4
+
+# A token's state at a glance (admin, the connection template tag).
+ACTIVE, EXPIRING, NEEDS_REAUTHORIZATION, REVOKED = "active", "expiring", "needs_reauthorization", "revoked"
+STATUS_LABELS = {
+    ACTIVE: _("Active"),
+    EXPIRING: _("Expiring"),
+    NEEDS_REAUTHORIZATION: _("Needs re-authorisation"),
+    REVOKED: _("Revoked"),
+}
+# An access token this close to its expiry (or past it) is "expiring": the store renews
+# it on the next call that needs it.
+EXPIRING_WITHIN_SECONDS = 10 * 60
 
 
 def mask(secret: str | None) -> str:
@@ -130,6 +143,18 @@ class ZohoToken(TokenState, models.Model):
         _("user name"), null=True, blank=True, help_text=_('Saved by the SDK as "email:zgid".')
     )
     user_name_digest = DigestField(source="user_name", keyed=False, unique=True, null=True)
+    # The Django user who connected this Zoho account through the OAuth views (none for
+    # tokens the SDK or a command stored). SET_NULL, but the owner's tokens are revoked
+    # before the user row goes when ZOHO_TOKENS_REVOKE_WITH_OWNER is on (receivers).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="zoho_tokens",
+        help_text=_("The user of this site who connected this Zoho account."),
+    )
     client_id = models.CharField(_("client id"), max_length=255, null=True, blank=True)
     client_secret = EncryptedTextField(_("client secret"), null=True, blank=True)
     refresh_token = EncryptedTextField(
@@ -243,6 +268,27 @@ class ZohoToken(TokenState, models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def status(self) -> str:
+        """``"active"``, ``"expiring"``, ``"needs_reauthorization"`` or ``"revoked"``."""
+        if self.is_revoked:
+            return REVOKED
+        if self.needs_reauthorization:
+            return NEEDS_REAUTHORIZATION
+        # From the digest, not the token: showing a status never decrypts a secret.
+        if self.access_token_digest is None or self.expiry_time is None:
+            return EXPIRING
+        if self.expiry_time - time.time() * 1000 < EXPIRING_WITHIN_SECONDS * 1000:
+            return EXPIRING
+        return ACTIVE
+
+    @property
+    def org(self) -> str | None:
+        """The organisation part (zgid) of an SDK user name ``"email:zgid"``."""
+        if self.user_name is None or ":" not in self.user_name:
+            return None
+        return self.user_name.rpartition(":")[2]
 
     def fingerprint_is_stale(self) -> bool:
         """Whether ``fingerprint`` no longer matches the row's values (or the first HMAC key)."""

@@ -1,5 +1,5 @@
 """Zoho Accounts over HTTP: which server a token belongs to, refresh an access token,
-revoke a refresh token.
+revoke a refresh token, exchange a grant token.
 
 Every call is bounded by a deadline for the whole exchange (connect, send, every read),
 not a timeout per socket operation: a server that drips one byte at a time is cut off
@@ -147,6 +147,46 @@ def revoke_refresh_token(token_url: str, *, refresh_token: str, deadline: float)
     return RevokeAnswer(error in REJECTED_REFRESH_ERRORS, error)
 
 
+@dataclass(frozen=True)
+class GrantAnswer:
+    """Zoho's answer to a grant token: the tokens, or ``error`` (Zoho's code, never a secret)."""
+
+    refresh_token: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    expiry_time: int | None = None  # epoch milliseconds, as the SDK stores it
+    api_domain: str | None = None
+    error: str = ""
+
+
+@sensitive_variables("code", "client_secret", "form", "body")
+def exchange_grant_token(
+    token_url: str, *, code: str, client_id: str, client_secret: str, redirect_url: str, deadline: float
+) -> GrantAnswer:
+    """POST ``grant_type=authorization_code`` within ``deadline`` seconds.
+
+    An answer without both tokens is an error (``invalid_code`` for a code that is
+    unknown, used or older than its few minutes). Raises ``ZohoUnreachable``.
+    """
+    form = {"grant_type": "authorization_code", "client_id": client_id, "client_secret": client_secret}
+    if redirect_url:  # a self-client's grant token has none
+        form["redirect_uri"] = redirect_url
+    form["code"] = code
+    status, body = post_form(token_url, form, deadline)
+    refreshed = _refreshed(body) if "access_token" in body else None
+    refresh_token = body.get("refresh_token")
+    if refreshed is None or refreshed.outcome is not Outcome.REFRESHED:
+        error = refreshed.error if refreshed else str(body.get("error", f"HTTP {status} without tokens"))
+        return GrantAnswer(error=error[:100])
+    if not isinstance(refresh_token, str) or not refresh_token.strip():
+        return GrantAnswer(error="no refresh_token in the answer (was access_type=offline asked?)")
+    return GrantAnswer(
+        refresh_token=refresh_token,
+        access_token=refreshed.access_token,
+        expiry_time=refreshed.expiry_time,
+        api_domain=refreshed.api_domain,
+    )
+
+
 # --- one HTTP exchange within a deadline ----------------------------------------------
 
 
@@ -159,10 +199,23 @@ def post_form(url: str, form: dict[str, str], deadline: float) -> tuple[int, dic
     which ends any read in progress. Proxies from the environment are honoured.
     Raises ``ZohoUnreachable`` (its message names the host and the cause, never the form).
     """
+    payload = urlencode(form).encode("ascii")
+    return _request("POST", url, payload, {"Content-Type": "application/x-www-form-urlencoded"}, deadline)
+
+
+@sensitive_variables("headers")
+def get_json(url: str, *, headers: dict[str, str], deadline: float) -> tuple[int, dict[str, Any]]:
+    """GET ``url`` (a Zoho API) and read its JSON object, as :func:`post_form` does."""
+    return _request("GET", url, None, headers, deadline)
+
+
+@sensitive_variables("payload", "headers")
+def _request(
+    method: str, url: str, payload: bytes | None, headers: dict[str, str], deadline: float
+) -> tuple[int, dict[str, Any]]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ZohoUnreachable(f"not an http(s) URL: {url[:100]!r}")
-    payload = urlencode(form).encode("ascii")
     # The socket's own timeout only backs the watchdog up: the watchdog ends the exchange.
     connection = _connection(parts.scheme, parts.hostname, parts.port, timeout=deadline + 1)
     path = parts.path or "/"
@@ -175,12 +228,7 @@ def post_form(url: str, form: dict[str, str], deadline: float) -> tuple[int, dic
         connection.connect()
         if watchdog.fired:  # during the connect, before there was a socket to shut down
             raise TimeoutError
-        connection.request(
-            "POST",
-            path,
-            body=payload,
-            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-        )
+        connection.request(method, path, body=payload, headers={**headers, "Accept": "application/json"})
         response = connection.getresponse()
         raw = response.read(MAX_ANSWER_BYTES + 1)
         status = response.status

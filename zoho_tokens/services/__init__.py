@@ -3,6 +3,7 @@
 * :mod:`.refresh`: the one refresh policy and the coordinated refresh;
 * :mod:`.save`: the SDK's ``save_token``;
 * :mod:`.revocation`: revoke at Zoho, then locally;
+* :mod:`.connect`: connect a Zoho account from a grant token (the OAuth views, ``zoho_connect``);
 * :mod:`.refresh_ahead`: refreshing ahead of time, for cron and task queues;
 * :mod:`.purge`: deleting what can never be used again, in batches;
 * :mod:`.maintenance`: key rotation;
@@ -10,6 +11,7 @@
 * :mod:`.status`: counts and problems, for people and monitoring.
 """
 
+from .connect import Client, ConnectFailed, Connection, connect
 from .keys import DigestCheck, check_stored_digests, refuse_foreign_digests
 from .maintenance import rotate_keys
 from .purge import PurgeCutoffs, PurgeFailed, PurgeReport, purge
@@ -18,6 +20,9 @@ from .revocation import RevocationReport, revoke
 from .save import save_token
 
 __all__ = [
+    "Client",
+    "ConnectFailed",
+    "Connection",
     "DigestCheck",
     "PurgeCutoffs",
     "PurgeFailed",
@@ -25,6 +30,7 @@ __all__ = [
     "RevocationReport",
     "backoff_seconds",
     "check_stored_digests",
+    "connect",
     "purge",
     "refresh_due",
     "refresh_once",

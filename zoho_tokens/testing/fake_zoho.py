@@ -1,27 +1,35 @@
-"""A fake Zoho (accounts server + the CRM endpoints the SDK calls) for tests.
+"""A fake Zoho (accounts server, consent page + the CRM endpoints the SDK calls) for tests.
 
-:class:`FakeZoho` serves real HTTP on 127.0.0.1 from a daemon thread, so the real
+:class:`FakeZoho` serves real HTTP on 127.0.0.1 from daemon threads, so the real
 ``zohocrmsdk`` (which uses ``requests``) can be pointed at it with
 :meth:`FakeZoho.environment`. All state sits behind one lock: the SDK may call it from
 many threads, and from child processes (which must only talk HTTP to it, never call
 its methods). Only the standard library is used; the SDK is imported lazily by
 :meth:`FakeZoho.environment`.
+
+Each data centre it plays (``data_centres=("us", "eu")``) is a server of its own, on its
+own port, as Zoho's are on their own hosts: a grant code, a refresh token and an access
+token are good only at the data centre that issued them. The first data centre also
+serves the consent page (``/oauth/v2/auth``), where a person picks a user and a data
+centre and approves or denies; the browser then goes back to the ``redirect_uri`` with
+``code``, ``location``, ``accounts-server`` and ``state``, as Zoho sends them.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import secrets
 import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = ["DROP", "ENDPOINTS", "RATE_LIMIT_BODY", "RATE_LIMIT_STATUS", "FakeZoho"]
 
@@ -36,6 +44,19 @@ RATE_LIMIT_BODY: Mapping[str, str] = {
 }
 RATE_LIMIT_STATUS = 400
 TOKEN_PATH = "/oauth/v2/token"
+AUTHORIZE_PATH = "/oauth/v2/auth"
+#: The data centres a FakeZoho can play, with Zoho's codes (the callback's ``location``).
+DATA_CENTRE_NAMES: Mapping[str, str] = {
+    "us": "United States",
+    "eu": "Europe",
+    "in": "India",
+    "au": "Australia",
+    "jp": "Japan",
+    "cn": "China",
+    "ca": "Canada",
+    "sa": "Saudi Arabia",
+    "uk": "United Kingdom",
+}
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 _CRM_ENDPOINTS = ("users", "org")
 
@@ -53,6 +74,7 @@ class _User:
 @dataclass
 class _RefreshToken:
     user: UserKey
+    data_centre: str
     revoked: bool = False
 
 
@@ -70,6 +92,8 @@ class _Answer:
     body: Mapping[str, Any] | None
     delay: float = 0.0
     drip: float = 0.0  # seconds between bytes of the answer
+    page: str | None = None  # an HTML answer (the consent page)
+    location: str | None = None  # a redirect
 
 
 @dataclass
@@ -96,39 +120,48 @@ class FakeZoho:
         access_token_lifetime: int = 3600,
         host: str = "127.0.0.1",
         port: int = 0,
+        data_centres: Sequence[str] = ("us",),
     ) -> None:
+        unknown = [code for code in data_centres if code not in DATA_CENTRE_NAMES]
+        if unknown or not data_centres:
+            raise ValueError(f"data_centres must be some of {tuple(DATA_CENTRE_NAMES)}, not {unknown}")
         self.access_token_lifetime = access_token_lifetime
         self._default_lifetime = access_token_lifetime
-        self._address = (host, port)
-        self._server: _Server | None = None
-        self._base_url: str | None = None
-        self._thread: threading.Thread | None = None
+        #: Seconds a grant code can be exchanged (Zoho's last about three minutes).
+        self.grant_token_lifetime = 180.0
+        self._host, self._port = host, port
+        self.data_centres = tuple(data_centres)
+        self._servers: dict[str, _Server] = {}
+        self._urls: dict[str, str] = {}
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._issued: set[str] = set()  # survives reset(): tokens are never reused
         self._reset_state()
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> FakeZoho:
-        """Start serving (idempotent); returns self."""
-        if self._server is None:
-            server = _Server(self._address, _Handler)
-            server.fake = self
-            host, port = server.server_address[:2]
-            self._base_url = f"http://{host!s}:{port}"
-            self._server = server
-            self._thread = threading.Thread(target=server.serve_forever, name="FakeZoho", daemon=True)
-            self._thread.start()
+        """Start serving (idempotent); returns self. The first data centre listens on
+        ``port``, the others on free ports."""
+        if not self._servers:
+            for position, code in enumerate(self.data_centres):
+                server = _Server((self._host, self._port if position == 0 else 0), _Handler)
+                server.fake, server.data_centre = self, code
+                host, port = server.server_address[:2]
+                self._servers[code], self._urls[code] = server, f"http://{host!s}:{port}"
+                thread = threading.Thread(target=server.serve_forever, name=f"FakeZoho-{code}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
         return self
 
     def stop(self) -> None:
-        """Stop serving and free the port (idempotent)."""
-        server, self._server = self._server, None
-        if server is not None:
+        """Stop serving and free the ports (idempotent)."""
+        servers, self._servers = self._servers, {}
+        for server in servers.values():
             server.shutdown()
             server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
 
     def __enter__(self) -> FakeZoho:
         return self.start()
@@ -143,21 +176,39 @@ class FakeZoho:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``: the CRM API domain and the accounts host."""
-        if self._base_url is None or self._server is None:
+        """``http://127.0.0.1:PORT`` of the first data centre: its CRM API domain and
+        accounts server, and the consent page's host."""
+        return self.url_of(self.data_centres[0])
+
+    def url_of(self, data_centre: str) -> str:
+        """``http://127.0.0.1:PORT`` of ``data_centre``: its API domain and accounts server."""
+        if not self._servers:
             raise RuntimeError("FakeZoho is not started")
-        return self._base_url
+        if data_centre not in self._urls:
+            raise ValueError(f"this FakeZoho plays {self.data_centres}, not {data_centre!r}")
+        return self._urls[data_centre]
 
     @property
     def token_url(self) -> str:
-        """The full token endpoint (the SDK's ``accounts_url``)."""
+        """The first data centre's token endpoint (the SDK's ``accounts_url``)."""
         return self.base_url + TOKEN_PATH
 
-    def environment(self) -> Any:
-        """A ``DataCenter.Environment`` pointing the SDK at this server."""
+    @property
+    def authorization_url(self) -> str:
+        """The consent page (``ZOHO_TOKENS_AUTHORIZATION_URL``)."""
+        return self.base_url + AUTHORIZE_PATH
+
+    def trusted_accounts_servers(self) -> dict[str, str]:
+        """Every data centre's accounts server and API domain, as
+        ``ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS`` wants them."""
+        return {self.url_of(code): self.url_of(code) for code in self.data_centres}
+
+    def environment(self, data_centre: str | None = None) -> Any:
+        """A ``DataCenter.Environment`` pointing the SDK at a data centre (the first by default)."""
         from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 
-        return DataCenter.Environment(self.base_url, self.token_url, self.base_url)
+        url = self.url_of(data_centre or self.data_centres[0])
+        return DataCenter.Environment(url, url + TOKEN_PATH, url)
 
     # -------------------------------------------------------------- test setup
     def reset(self) -> None:
@@ -169,30 +220,48 @@ class FakeZoho:
     def _reset_state(self) -> None:
         self.access_token_lifetime = self._default_lifetime
         self._users: dict[UserKey, _User] = {}
-        self._codes: dict[str, UserKey] = {}
+        self._codes: dict[str, tuple[UserKey, str, float]] = {}
         self._refresh: dict[str, _RefreshToken] = {}
         self._access: dict[str, _AccessToken] = {}
         self._counts: Counter[str] = Counter()
+        self._counts_by_data_centre: Counter[tuple[str, str]] = Counter()
         self._refresh_counts: Counter[str] = Counter()
         self._received: dict[str, list[dict[str, str]]] = {}
         self._revoked: list[str] = []
+        self._consents: list[dict[str, str]] = []
         self._injected: dict[str, deque[_Injection]] = {}
         self._delays: dict[str | None, float] = {}
         self._drips: dict[str | None, float] = {}
 
-    def issue_grant_token(self, email: str = "alice@example.com", zgid: str = "10001") -> str:
-        """A new one-time grant code for the user ``email`` in org ``zgid``."""
+    def issue_grant_token(
+        self, email: str = "alice@example.com", zgid: str = "10001", *, data_centre: str | None = None
+    ) -> str:
+        """A new one-time grant code for the user ``email`` in org ``zgid``, good only at
+        ``data_centre`` (the first by default)."""
+        code_dc = self._data_centre(data_centre)
         with self._lock:
             code = self._new_token()
-            self._codes[code] = self._user(email, zgid)
+            self._codes[code] = (
+                self._user(email, zgid),
+                code_dc,
+                time.monotonic() + self.grant_token_lifetime,
+            )
             return code
 
-    def issue_refresh_token(self, email: str = "alice@example.com", zgid: str = "10001") -> str:
+    def issue_refresh_token(
+        self, email: str = "alice@example.com", zgid: str = "10001", *, data_centre: str | None = None
+    ) -> str:
         """Register a refresh token directly (no HTTP call, nothing counted)."""
+        token_dc = self._data_centre(data_centre)
         with self._lock:
             token = self._new_token()
-            self._refresh[token] = _RefreshToken(self._user(email, zgid))
+            self._refresh[token] = _RefreshToken(self._user(email, zgid), token_dc)
             return token
+
+    def add_user(self, email: str, zgid: str) -> None:
+        """Make ``email`` a user of org ``zgid`` (listed by the ``users`` endpoint)."""
+        with self._lock:
+            self._user(email, zgid)
 
     def inject_error(
         self,
@@ -249,6 +318,14 @@ class FakeZoho:
         with self._lock:
             self._drips[endpoint] = seconds
 
+    def expire_grant_tokens(self, *codes: str) -> None:
+        """Make the given grant codes too old to exchange (all of them if none are given)."""
+        with self._lock:
+            for code in codes or tuple(self._codes):
+                if code in self._codes:
+                    user, data_centre, _ = self._codes[code]
+                    self._codes[code] = (user, data_centre, 0.0)
+
     def expire_access_tokens(self, *access_tokens: str) -> None:
         """Expire the given access tokens now (all of them if none are given)."""
         with self._lock:
@@ -257,11 +334,14 @@ class FakeZoho:
                     self._access[token].expires_at = 0.0
 
     # ---------------------------------------------------------------- inspection
-    def count(self, endpoint: str) -> int:
-        """HTTP calls received by ``endpoint`` (failed and injected ones included)."""
+    def count(self, endpoint: str, data_centre: str | None = None) -> int:
+        """HTTP calls received by ``endpoint`` (failed and injected ones included), at every
+        data centre or at ``data_centre``."""
         self._check_endpoint(endpoint)
         with self._lock:
-            return self._counts[endpoint]
+            if data_centre is None:
+                return self._counts[endpoint]
+            return self._counts_by_data_centre[endpoint, data_centre]
 
     def refresh_count(self, refresh_token: str) -> int:
         """Refresh calls made with ``refresh_token`` (failed ones included)."""
@@ -279,6 +359,14 @@ class FakeZoho:
         """Every token received at ``/revoke``, in order (unknown ones included)."""
         with self._lock:
             return tuple(self._revoked)
+
+    @property
+    def consents(self) -> list[dict[str, str]]:
+        """Every answer given on the consent page: the query the page was opened with
+        (``client_id``, ``scope``, ``redirect_uri``, ``state``...) plus ``decision``,
+        ``email``, ``zgid`` and ``data_centre``."""
+        with self._lock:
+            return [dict(consent) for consent in self._consents]
 
     def is_access_token_valid(self, access_token: str) -> bool:
         """True if issued here, unexpired, and its refresh token is not revoked."""
@@ -298,6 +386,12 @@ class FakeZoho:
                 self._issued.add(token)
                 return token
 
+    def _data_centre(self, data_centre: str | None) -> str:
+        code = data_centre or self.data_centres[0]
+        if code not in self.data_centres:
+            raise ValueError(f"this FakeZoho plays {self.data_centres}, not {code!r}")
+        return code
+
     def _user(self, email: str, zgid: str) -> UserKey:
         key = (email, zgid)
         if key not in self._users:
@@ -305,12 +399,14 @@ class FakeZoho:
             self._users[key] = _User(email, zgid, str(4150868000000000000 + n), str(4150868000000100000 + n))
         return key
 
-    def _valid_user(self, access_token: str) -> _User | None:
+    def _valid_user(self, access_token: str, data_centre: str | None = None) -> _User | None:
         entry = self._access.get(access_token)
         if entry is None or time.monotonic() >= entry.expires_at:
             return None
         refresh = self._refresh[entry.refresh_token]
-        return None if refresh.revoked else self._users[refresh.user]
+        if refresh.revoked or (data_centre is not None and refresh.data_centre != data_centre):
+            return None
+        return self._users[refresh.user]
 
     def _grant(self, refresh_token: str) -> dict[str, Any]:
         access = self._new_token()
@@ -320,14 +416,22 @@ class FakeZoho:
         return {
             "access_token": access,
             "expires_in": int(lifetime),
-            "api_domain": self._base_url,
+            "api_domain": self._urls[self._refresh[refresh_token].data_centre],
             "token_type": "Bearer",
         }
 
     def _dispatch(
-        self, method: str, path: str, params: Mapping[str, str], authorization: str | None
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        authorization: str | None,
+        data_centre: str | None = None,
     ) -> _Answer:
         """Count one request and compute its answer (called by the HTTP handler)."""
+        data_centre = data_centre or self.data_centres[0]
+        if path == AUTHORIZE_PATH and data_centre == self.data_centres[0]:
+            return self._consent_page(method, params)
         if method == "POST" and path == TOKEN_PATH:
             endpoint = params.get("grant_type", "")
             if endpoint not in ("authorization_code", "refresh_token"):
@@ -343,6 +447,7 @@ class FakeZoho:
             return _Answer(404, _crm_error("INVALID_URL_PATTERN", msg))
         with self._lock:
             self._counts[endpoint] += 1
+            self._counts_by_data_centre[endpoint, data_centre] += 1
             call = dict(params)
             if authorization is not None:
                 call["Authorization"] = authorization
@@ -351,7 +456,9 @@ class FakeZoho:
                 self._refresh_counts[params.get("refresh_token", "")] += 1
             if endpoint == "revoke":
                 self._revoked.append(params.get("token", ""))
-            answer = self._injected_answer(endpoint) or self._answer(endpoint, params, authorization)
+            answer = self._injected_answer(endpoint) or self._answer(
+                endpoint, params, authorization, data_centre
+            )
             answer.delay = self._delays.get(endpoint, self._delays.get(None, 0.0))
             answer.drip = self._drips.get(endpoint, self._drips.get(None, 0.0))
             return answer
@@ -366,41 +473,117 @@ class FakeZoho:
             queue.popleft()
         return _Answer(injection.answer.status, injection.answer.body)
 
-    def _answer(self, endpoint: str, params: Mapping[str, str], authorization: str | None) -> _Answer:
+    def _answer(
+        self, endpoint: str, params: Mapping[str, str], authorization: str | None, data_centre: str
+    ) -> _Answer:
         if endpoint == "authorization_code":
-            user = self._codes.pop(params.get("code", ""), None)
-            if user is None:
+            code = params.get("code", "")
+            issued = self._codes.get(code)
+            # A code is good once, for a few minutes, and only at the data centre that issued it.
+            if issued is None or issued[1] != data_centre or time.monotonic() >= issued[2]:
                 return _Answer(200, {"error": "invalid_code"})
+            del self._codes[code]
             refresh_token = self._new_token()
-            self._refresh[refresh_token] = _RefreshToken(user)
+            self._refresh[refresh_token] = _RefreshToken(issued[0], data_centre)
             return _Answer(200, {"refresh_token": refresh_token, **self._grant(refresh_token)})
         if endpoint == "refresh_token":
             refresh_token = params.get("refresh_token", "")
             entry = self._refresh.get(refresh_token)
-            if entry is None or entry.revoked:
+            if entry is None or entry.revoked or entry.data_centre != data_centre:
                 return _Answer(200, {"error": "invalid_code"})
             return _Answer(200, self._grant(refresh_token))
         if endpoint == "revoke":
             entry = self._refresh.get(params.get("token", ""))
-            if entry is None or entry.revoked:
+            if entry is None or entry.revoked or entry.data_centre != data_centre:
                 return _Answer(200, {"status": "failure", "error": "invalid_token"})
             entry.revoked = True
             return _Answer(200, {"status": "success"})
-        return self._crm_answer(endpoint, authorization)
+        return self._crm_answer(endpoint, params, authorization, data_centre)
 
-    def _crm_answer(self, endpoint: str, authorization: str | None) -> _Answer:
+    def _crm_answer(
+        self, endpoint: str, params: Mapping[str, str], authorization: str | None, data_centre: str
+    ) -> _Answer:
         prefix = "Zoho-oauthtoken "
         if authorization is None or not authorization.startswith(prefix):
             return _Answer(401, _crm_error("AUTHENTICATION_FAILURE", "Authentication failed"))
-        user = self._valid_user(authorization[len(prefix) :])
+        user = self._valid_user(authorization[len(prefix) :], data_centre)
         if user is None:
             return _Answer(401, _crm_error("INVALID_TOKEN", "invalid oauth token"))
         if endpoint == "users":
-            users = [{"id": user.user_id, "email": user.email, "full_name": user.email}]
-            info = {"per_page": 200, "count": 1, "page": 1, "more_records": False}
+            if params.get("type") == "CurrentUser":
+                members = [user]
+            else:
+                members = [member for member in self._users.values() if member.zgid == user.zgid]
+            users = [
+                {"id": member.user_id, "email": member.email, "full_name": _full_name(member.email)}
+                for member in members
+            ]
+            info = {"per_page": 200, "count": len(users), "page": 1, "more_records": False}
             return _Answer(200, {"users": users, "info": info})
         org = {"id": user.org_id, "zgid": user.zgid, "company_name": f"Org {user.zgid}"}
         return _Answer(200, {"org": [org]})
+
+    # ------------------------------------------------------------ the consent page
+    def _consent_page(self, method: str, params: Mapping[str, str]) -> _Answer:
+        redirect_uri = params.get("redirect_uri", "")
+        if urlsplit(redirect_uri).scheme not in ("http", "https"):
+            return _Answer(400, None, page=_page("Invalid request", "<p>redirect_uri is missing.</p>"))
+        if method == "GET":
+            return _Answer(200, None, page=self._consent_form(params))
+        decision = params.get("decision", "")
+        data_centre = params.get("data_centre") or self.data_centres[0]
+        if data_centre not in self._urls:
+            data_centre = self.data_centres[0]
+        email, zgid = params.get("email") or "alice@example.com", params.get("zgid") or "10001"
+        back: dict[str, str] = {}
+        if decision == "approve":
+            back["code"] = self.issue_grant_token(email, zgid, data_centre=data_centre)
+        else:
+            back["error"] = "access_denied"
+        back["location"] = data_centre
+        back["accounts-server"] = self._urls[data_centre]
+        if params.get("state"):
+            back["state"] = params["state"]
+        with self._lock:
+            self._consents.append({**params, "decision": decision or "deny", "data_centre": data_centre})
+        separator = "&" if urlsplit(redirect_uri).query else "?"
+        return _Answer(302, None, location=f"{redirect_uri}{separator}{urlencode(back)}")
+
+    def _consent_form(self, params: Mapping[str, str]) -> str:
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
+            for name, value in params.items()
+            if name
+            in ("client_id", "redirect_uri", "scope", "state", "response_type", "access_type", "prompt")
+        )
+        options = "".join(
+            f'<option value="{code}">{html.escape(DATA_CENTRE_NAMES[code])} ({code})</option>'
+            for code in self.data_centres
+        )
+        scopes = ", ".join(html.escape(scope) for scope in params.get("scope", "").split(",") if scope)
+        body = f"""
+<p><strong>{html.escape(params.get("client_id", "An application"))}</strong> asks to access
+your Zoho CRM: {scopes or "no scope named"}.</p>
+<form method="post" action="{AUTHORIZE_PATH}">{hidden}
+<p><label for="email">Zoho user</label> <input id="email" name="email" value="alice@example.com"></p>
+<p><label for="zgid">Organisation (zgid)</label> <input id="zgid" name="zgid" value="10001"></p>
+<p><label for="data_centre">Data centre</label>
+<select id="data_centre" name="data_centre">{options}</select></p>
+<p><button type="submit" name="decision" value="approve">Approve</button>
+<button type="submit" name="decision" value="deny">Deny</button></p>
+</form>"""
+        return _page("Fake Zoho: allow access?", body)
+
+
+def _full_name(email: str) -> str:
+    return email.partition("@")[0].replace(".", " ").title()
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
 
 
 class _Server(ThreadingHTTPServer):
@@ -411,6 +594,7 @@ class _Server(ThreadingHTTPServer):
     # on a loaded machine; the real Zoho never refuses a connection for that.
     request_queue_size = 128
     fake: FakeZoho
+    data_centre: str
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore clients that hung up (e.g. timed out during a delay); report the rest."""
@@ -437,9 +621,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             params.update(parse_qsl(self.rfile.read(length).decode("utf-8")))
-        answer = self.server.fake._dispatch(self.command, url.path, params, self.headers.get("Authorization"))
+        answer = self.server.fake._dispatch(
+            self.command, url.path, params, self.headers.get("Authorization"), self.server.data_centre
+        )
         if answer.delay > 0:
             time.sleep(answer.delay)
+        if answer.location is not None or answer.page is not None:
+            self._send_page(answer)
+            return
         if answer.body is None:  # DROP: close without answering
             self.close_connection = True
             return
@@ -449,6 +638,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(answer.status)
         self.send_header("Content-Type", JSON_CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_page(self, answer: _Answer) -> None:
+        data = (answer.page or "").encode("utf-8")
+        self.send_response(answer.status)
+        if answer.location is not None:
+            self.send_header("Location", answer.location)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

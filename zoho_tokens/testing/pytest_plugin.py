@@ -3,8 +3,9 @@
 Enable with ``pytest_plugins = ["zoho_tokens.testing.pytest_plugin"]``. Fixtures:
 
 ``fake_zoho``
-    A :class:`FakeZoho` started once per session and ``reset()`` before each test; its
-    API domain maps to it in ``ZOHO_TOKENS_ACCOUNTS_SERVERS`` for the test.
+    A :class:`FakeZoho` started once per session and ``reset()`` before each test. It
+    plays two data centres, ``"us"`` (``base_url``) and ``"eu"`` (``url_of("eu")``), and
+    each one's API domain maps to it in ``ZOHO_TOKENS_ACCOUNTS_SERVERS`` for the test.
 ``zoho_sdk_reset``
     Clears the SDK's global and thread-local ``Initializer`` state before and after the
     test, so one test's ``Initializer.initialize``/``switch_user`` cannot leak into the next.
@@ -26,7 +27,7 @@ __all__ = ["fake_zoho", "reset_zoho_sdk", "zoho_sdk_reset"]
 @pytest.fixture(scope="session")
 def _fake_zoho_server() -> Iterator[FakeZoho]:
     """The session-wide server behind ``fake_zoho``."""
-    with FakeZoho() as server:
+    with FakeZoho(data_centres=("us", "eu")) as server:
         yield server
 
 
@@ -34,17 +35,17 @@ def _fake_zoho_server() -> Iterator[FakeZoho]:
 def fake_zoho(_fake_zoho_server: FakeZoho) -> Iterator[FakeZoho]:
     """A running :class:`FakeZoho` with no users, tokens, counts or injected errors.
 
-    Its API domain is also its accounts server in ``ZOHO_TOKENS_ACCOUNTS_SERVERS`` for
-    the test (when Django is configured), so the store refreshes and revokes its tokens
-    there, as it would at a real data centre.
+    Each data centre's API domain is also its accounts server in
+    ``ZOHO_TOKENS_ACCOUNTS_SERVERS`` for the test (when Django is configured), so the store
+    refreshes and revokes its tokens there, as it would at a real data centre.
     """
     _fake_zoho_server.reset()
-    with _accounts_server_mapped(_fake_zoho_server.base_url):
+    with _accounts_servers_mapped(_fake_zoho_server.trusted_accounts_servers()):
         yield _fake_zoho_server
 
 
 @contextmanager
-def _accounts_server_mapped(base_url: str) -> Iterator[None]:
+def _accounts_servers_mapped(servers: dict[str, str]) -> Iterator[None]:
     from django.conf import settings
 
     if not settings.configured:
@@ -52,7 +53,7 @@ def _accounts_server_mapped(base_url: str) -> Iterator[None]:
         return
     from django.test import override_settings
 
-    mapped = {**getattr(settings, "ZOHO_TOKENS_ACCOUNTS_SERVERS", {}), base_url: base_url}
+    mapped = {**getattr(settings, "ZOHO_TOKENS_ACCOUNTS_SERVERS", {}), **servers}
     with override_settings(ZOHO_TOKENS_ACCOUNTS_SERVERS=mapped):
         yield
 
