@@ -50,6 +50,14 @@ class ZohoTokenFactory(factory.django.DjangoModelFactory):
     api_domain = "https://www.zohoapis.com"
     owner = None
 
+    @factory.post_generation
+    def written_days_ago(obj: ZohoToken, create: bool, days: float | None, **kwargs: object) -> None:
+        """``ZohoTokenFactory(written_days_ago=2)``: the row was last written two days ago
+        (``updated_at`` is set on every save, so it is changed after the save)."""
+        if create and days is not None:
+            obj.updated_at = timezone.now() - timedelta(days=days)
+            ZohoToken.objects.filter(pk=obj.pk).update(updated_at=obj.updated_at)
+
 
 class UserFactory(factory.django.DjangoModelFactory):
     """A user of the site (not staff), password "pw": ``UserFactory(username="alice")``."""
@@ -61,14 +69,6 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
     password = factory.django.Password("pw")
-
-    @factory.post_generation
-    def written_days_ago(obj: ZohoToken, create: bool, days: float | None, **kwargs: object) -> None:
-        """``ZohoTokenFactory(written_days_ago=2)``: the row was last written two days ago
-        (``updated_at`` is set on every save, so it is changed after the save)."""
-        if create and days is not None:
-            obj.updated_at = timezone.now() - timedelta(days=days)
-            ZohoToken.objects.filter(pk=obj.pk).update(updated_at=obj.updated_at)
 
 
 class StaffUserFactory(factory.django.DjangoModelFactory):
