@@ -379,7 +379,8 @@ def dbstore_database():
     a server, except when the suite runs on MariaDB (the server is there, or it fails)."""
     import mysql.connector
 
-    name = django_settings.TEST_DB_NAME + "_dbstore"
+    # Suites on each database may run at once (tox run-parallel), each with its own.
+    name = f"{django_settings.TEST_DB_NAME}_{django_settings.DB}_dbstore"
     try:
         server = mysql.connector.connect(**MYSQL, connection_timeout=5)
     except mysql.connector.Error as exc:
