@@ -1,6 +1,6 @@
-"""The OAuth web flow's protocol: Zoho's data centres, which accounts servers a code may
-be exchanged at, the consent URL, and the ``state`` that ties a callback to the
-session that asked for it.
+"""The OAuth web flow's protocol: which accounts servers a code may be exchanged at
+(Zoho's data centres, from ``datacentres``, and configured test servers), the consent
+URL, and the ``state`` that ties a callback to the session that asked for it.
 
 Consent starts at ``accounts.zoho.com`` (``accounts.zoho.com.cn`` in China), but the
 user's account may live in another data centre: Zoho names it in the callback's
@@ -22,61 +22,7 @@ from urllib.parse import urlencode, urlsplit
 from django.http import HttpRequest
 
 from .conf import app_settings
-
-TOKEN_PATH = "/oauth/v2/token"
-
-
-# --- Zoho's data centres ---------------------------------------------------------------
-#
-# To be served by datacentres.py once it lands (issue #13): DataCentre, DATA_CENTRES and
-# origin() below are then imported from there, and nothing else in this module changes.
-
-
-@dataclass(frozen=True)
-class DataCentre:
-    """One of Zoho's data centres: its code (the callback's ``location``), accounts server
-    and production API domain."""
-
-    code: str
-    name: str
-    accounts_server: str  # scheme and host, no slash
-    api_suffix: str  # "zohoapis.eu"
-
-    @property
-    def api_domain(self) -> str:
-        return f"https://www.{self.api_suffix}"
-
-    @property
-    def token_endpoint(self) -> str:
-        return self.accounts_server + TOKEN_PATH
-
-
-DATA_CENTRES: tuple[DataCentre, ...] = (
-    DataCentre("us", "United States", "https://accounts.zoho.com", "zohoapis.com"),
-    DataCentre("eu", "Europe", "https://accounts.zoho.eu", "zohoapis.eu"),
-    DataCentre("in", "India", "https://accounts.zoho.in", "zohoapis.in"),
-    DataCentre("au", "Australia", "https://accounts.zoho.com.au", "zohoapis.com.au"),
-    DataCentre("jp", "Japan", "https://accounts.zoho.jp", "zohoapis.jp"),
-    DataCentre("cn", "China", "https://accounts.zoho.com.cn", "zohoapis.com.cn"),
-    DataCentre("ca", "Canada", "https://accounts.zohocloud.ca", "zohoapis.ca"),
-    DataCentre("sa", "Saudi Arabia", "https://accounts.zoho.sa", "zohoapis.sa"),
-    # Not in the SDK (7.0), which cannot refresh these tokens on its own.
-    DataCentre("uk", "United Kingdom", "https://accounts.zoho.uk", "zohoapis.uk"),
-)
-
-
-def origin(url: str | None) -> str | None:
-    """``"scheme://host[:port]"`` of ``url``, lower case, without path or slash; ``None`` if it has none."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    if not parts.scheme or not parts.netloc:
-        return None
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
+from .datacentres import DATA_CENTRES, TOKEN_PATH, data_centre_for_accounts_server, origin
 
 # --- where a code may be exchanged --------------------------------------------------------
 
@@ -101,7 +47,8 @@ class UntrustedAccountsServer(ValueError):
 
 def trusted_servers() -> list[AccountsServer]:
     """Zoho's accounts server of every data centre, then ``ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS``."""
-    servers = [AccountsServer(c.accounts_server, c.api_domain, c.code, c.name) for c in DATA_CENTRES]
+    # A data centre's tokens carry its production API domain, the first of its domains.
+    servers = [AccountsServer(c.accounts_server, c.api_domains[0], c.code, c.name) for c in DATA_CENTRES]
     for url, api_domain in app_settings.TRUSTED_ACCOUNTS_SERVERS.items():
         server, domain = origin(url), origin(api_domain)
         if server and domain:
@@ -150,10 +97,8 @@ def accounts_server_for_api_domain(api_domain: str | None) -> AccountsServer | N
 
 def _sibling_api_domains(server: AccountsServer) -> tuple[str, ...]:
     """A data centre's sandbox and developer API domains beside its production one."""
-    if not server.location:
-        return ()
-    suffix = server.api_domain.removeprefix("https://www.")
-    return (f"https://sandbox.{suffix}", f"https://developer.{suffix}")
+    centre = data_centre_for_accounts_server(server.url) if server.location else None
+    return centre.api_domains if centre is not None else ()
 
 
 # --- the consent URL and its state ------------------------------------------------------------
