@@ -135,7 +135,8 @@ def configure_django(db: str, sqlite_path: str, extra: dict[str, Any] | None = N
         "DEBUG": False,  # no query log
         "SECRET_KEY": "benchmark-only-secret-key",
         "USE_TZ": True,
-        "INSTALLED_APPS": ["zoho_tokens"],
+        # The token model's owner is a foreign key to the user model.
+        "INSTALLED_APPS": ["django.contrib.contenttypes", "django.contrib.auth", "zoho_tokens"],
         "DATABASES": django_databases(db, sqlite_path),
         "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
         # The driver passes one key pair to every process, so they can share encrypted rows.
@@ -778,30 +779,24 @@ def main(argv: Sequence[str] | None = None) -> None:
             payload["db_settings"].update(django_sqlite_pragmas())
         payload["load_seconds"] = data["load_seconds"]
         counter = common.Counter()
-        cases = sdk_token_cases(
-            store,
-            "DjangoTokenStore",
-            db,
-            rows_count,
-            data["lookup"],
-            data["update"],
-            token_id_of,
-            counter,
-            get_tokens_repeats,
-        )
-        cases += [
-            case
-            for case in sdk_token_cases(
-                DjangoCursorStore(store),
-                common.DJANGO_CURSOR_STORE,
+
+        def store_cases(measured: Any, label: str, id_of: Callable[[Row], str]) -> list[Case]:
+            return sdk_token_cases(
+                measured,
+                label,
                 db,
                 rows_count,
                 data["lookup"],
                 data["update"],
-                token_id_of,
+                id_of,
                 counter,
                 get_tokens_repeats,
             )
+
+        cases = store_cases(store, "DjangoTokenStore", token_id_of)
+        cases += [
+            case
+            for case in store_cases(DjangoCursorStore(store), common.DJANGO_CURSOR_STORE, token_id_of)
             if case.result.op in common.DJANGO_CURSOR_OPERATIONS
         ]
         cases += raw_cases(raw, db, rows_count, data["lookup"], data["update"], counter, get_tokens_repeats)
@@ -809,17 +804,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if db == "mysql" and not args.no_dbstore:
             payload["dbstore_load_seconds"] = load_dbstore(data["rows"])
             dbstore = make_dbstore()
-            cases += sdk_token_cases(
-                dbstore,
-                "SDK DBStore",
-                db,
-                rows_count,
-                data["lookup"],
-                data["update"],
-                sdk_id_of,
-                counter,
-                get_tokens_repeats,
-            )
+            cases += store_cases(dbstore, "SDK DBStore", sdk_id_of)
         for case in cases:
             case.verify()
         log(f"[{db} {rows_count}] timing {len(cases)} cases x {args.repeats} rounds")
