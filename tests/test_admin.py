@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from tests.helpers import raw_row, write_raw
 from zoho_tokens.models import ZohoToken
+from zoho_tokens.services import revocation
 from zoho_tokens.testing import DROP
 
 CHANGELIST = reverse("admin:zoho_tokens_zohotoken_changelist")
@@ -203,6 +204,19 @@ def test_rows_zoho_did_not_answer_for_by_the_deadline_stay_active_and_are_report
     fake_zoho.set_delay(0, "revoke")
     client.post(CHANGELIST, {"action": "revoke_at_zoho", "_selected_action": [row.pk for row in rows]})
     assert ZohoToken.objects.revoked().count() == 6
+
+
+def test_a_call_cut_short_by_the_actions_deadline_is_reported_as_the_deadline(fake_zoho, settings):
+    """The whole action's deadline ends the last calls twice at once: the caller stops
+    waiting, and each call's own watchdog (bounded by what is left of it) fires. Whichever
+    comes first, the row is reported the same way, never as an unreachable Zoho."""
+    settings.ZOHO_TOKENS_REFRESH_TIMEOUT = 5
+    fake_zoho.set_delay(1, "revoke")
+    refresh_token = fake_zoho.issue_refresh_token("ann@example.com", "1")
+
+    reason = revocation._revoke_at_zoho(fake_zoho.token_url, refresh_token, time.monotonic() + 0.2, 0.2)
+
+    assert reason == "Zoho did not answer within 0.2 s; run it again"
 
 
 # --- deleting: only what was revoked ------------------------------------------------

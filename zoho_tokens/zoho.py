@@ -65,6 +65,10 @@ class ZohoUnreachable(Exception):
     """No usable answer in time: network error, deadline passed, a 5xx, a body that is not JSON."""
 
 
+class ZohoTimedOut(ZohoUnreachable):
+    """The deadline passed before Zoho's answer was complete."""
+
+
 @sensitive_variables("refresh_token", "client_secret", "form", "body")
 def refresh_access_token(
     token_url: str, *, refresh_token: str, client_id: str, client_secret: str, deadline: float
@@ -234,13 +238,13 @@ def _request(
         status = response.status
     except (OSError, http.client.HTTPException) as exc:
         if watchdog.fired:
-            raise ZohoUnreachable(f"{parts.hostname} gave no complete answer within {deadline:g} s") from None
+            raise ZohoTimedOut(f"{parts.hostname} gave no complete answer within {deadline:g} s") from None
         raise ZohoUnreachable(f"{parts.hostname}: {type(exc).__name__}: {exc}") from None
     finally:
         watchdog.cancel()
         connection.close()
     if watchdog.fired:
-        raise ZohoUnreachable(f"{parts.hostname} gave no complete answer within {deadline:g} s")
+        raise ZohoTimedOut(f"{parts.hostname} gave no complete answer within {deadline:g} s")
     if status >= 500:
         raise ZohoUnreachable(f"{parts.hostname} answered HTTP {status}")
     if len(raw) > MAX_ANSWER_BYTES:
