@@ -93,7 +93,7 @@ def zoho_for_connect(fake_zoho: FakeZoho, settings: Any) -> FakeZoho:
     are exchanged at its data centres ("us" and "eu"), revocations outside SDK calls
     reach its "us" data centre."""
     settings.ZOHO_TOKENS_AUTHORIZATION_URL = fake_zoho.authorization_url
-    settings.ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS = fake_zoho.trusted_accounts_servers()
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = fake_zoho.accounts_servers()
     settings.ZOHO_TOKENS_TOKEN_URL = fake_zoho.token_url
     return fake_zoho
 

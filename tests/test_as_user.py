@@ -131,5 +131,5 @@ def test_the_environment_of_each_data_centre(settings):
         "https://sandbox.zohoapis.eu",
         "https://accounts.zoho.eu/oauth/v2/token",
     )
-    with pytest.raises(ImproperlyConfigured, match="ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS"):
+    with pytest.raises(ImproperlyConfigured, match="ZOHO_TOKENS_ACCOUNTS_SERVERS"):
         environment_for("https://crm.example.com")

@@ -133,14 +133,14 @@ def test_the_oauth_client_comes_whole(settings, client_id, client_secret, expect
     assert all("secret" not in message.msg.replace("CLIENT_SECRET", "") for message in messages)
 
 
-def test_a_trusted_accounts_server_the_secret_would_reach_in_clear(settings):
-    settings.ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS = {
-        "https://accounts.example.com": "https://crm.example.com",
+def test_an_accounts_server_the_secret_would_reach_in_clear(settings):
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {
+        "https://crm.example.com": "https://accounts.example.com",
         "http://127.0.0.1:8001": "http://127.0.0.1:8001",
-        "http://accounts.example.com": "http://crm.example.com",
+        "https://crm.example.org": "http://accounts.example.org",
     }
 
     messages = checks.check_oauth_client()
 
     assert [message.id for message in messages] == [checks.W005]
-    assert "'http://accounts.example.com'" in messages[0].msg
+    assert "'http://accounts.example.org'" in messages[0].msg

@@ -400,7 +400,7 @@ def test_codes_and_tokens_are_good_only_at_their_data_centre(fake_zoho: FakeZoho
         1,
         1,
     )
-    assert fake_zoho.trusted_accounts_servers() == {us: us, eu: eu}
+    assert fake_zoho.accounts_servers() == {us: us, eu: eu}
     assert fake_zoho.environment("eu").accounts_url == eu + "/oauth/v2/token"
 
 

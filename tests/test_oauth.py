@@ -17,6 +17,7 @@ from zoho_tokens.oauth import (
     UntrustedAccountsServer,
     accounts_server_for_api_domain,
     accounts_server_named,
+    trusted_servers,
 )
 
 SDK_DATA_CENTRES = {
@@ -84,7 +85,10 @@ def test_anything_else_is_untrusted(named, location):
 
 
 def test_a_configured_server_carries_its_api_domain(settings):
-    settings.ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS = {"http://127.0.0.1:9001/": "http://127.0.0.1:9002"}
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {
+        "http://127.0.0.1:9002": "http://127.0.0.1:9001/",
+        "http://127.0.0.1:9004/": "http://127.0.0.1:9001",  # a second domain: still one server
+    }
 
     server = accounts_server_named("http://127.0.0.1:9001", "whatever")
 
@@ -93,4 +97,25 @@ def test_a_configured_server_carries_its_api_domain(settings):
         "http://127.0.0.1:9002",
     )
     assert accounts_server_for_api_domain("http://127.0.0.1:9002") == server
+    assert accounts_server_for_api_domain("http://127.0.0.1:9004") == server
     assert accounts_server_for_api_domain("http://127.0.0.1:9003") is None
+    assert [s.url for s in trusted_servers()].count("http://127.0.0.1:9001") == 1
+
+
+def test_the_code_exchange_trusts_exactly_where_refreshes_go(settings):
+    """One list of places the client secret may reach: a server refreshes are routed to
+    is trusted for the code exchange, and no other."""
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {"https://crm.example.test": "https://accounts.example.test"}
+
+    assert (
+        accounts_server_named("https://accounts.example.test", None).api_domain == "https://crm.example.test"
+    )
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {}
+    with pytest.raises(UntrustedAccountsServer):
+        accounts_server_named("https://accounts.example.test", None)
+
+
+def test_a_zoho_domain_routed_elsewhere_is_revoked_there(settings):
+    settings.ZOHO_TOKENS_ACCOUNTS_SERVERS = {"https://www.zohoapis.eu": "https://accounts.proxy.test"}
+
+    assert accounts_server_for_api_domain("https://www.zohoapis.eu").url == "https://accounts.proxy.test"

@@ -81,7 +81,7 @@ def environment_for(api_domain: str | None) -> Any:
     if server is None:
         raise ImproperlyConfigured(
             f"No Zoho accounts server is known for the API domain {api_domain!r}: "
-            "name it in ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS."
+            "map it in ZOHO_TOKENS_ACCOUNTS_SERVERS."
         )
     upload = server.api_domain.replace("://www.", "://content.") if server.location else server.api_domain
     return DataCenter.Environment(oauth.origin(api_domain), server.token_endpoint, upload)

@@ -262,13 +262,13 @@ def check_oauth_client(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
                 id=W004,
             )
         )
-    for server in app_settings.TRUSTED_ACCOUNTS_SERVERS:
+    for server in dict(app_settings.ACCOUNTS_SERVERS).values():
         parts = urlsplit(str(server))
         if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
             problems.append(
                 Warning(
-                    f"ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS names {str(server)[:100]!r}: the client secret "
-                    "and every code would reach it unencrypted.",
+                    f"ZOHO_TOKENS_ACCOUNTS_SERVERS names {str(server)[:100]!r}: the client secret, "
+                    "every refresh token and every code would reach it unencrypted.",
                     hint="Use https, or a server on this machine (tests only).",
                     id=W005,
                 )

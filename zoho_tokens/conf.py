@@ -10,7 +10,7 @@ pytest-django's ``settings`` fixture send, so tests see their changes at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -84,7 +84,9 @@ class Settings:
     @property
     def ACCOUNTS_SERVERS(self) -> dict[str, str]:
         """API domain -> accounts server, for domains that are not Zoho's data centres
-        (a test server) or that should go elsewhere."""
+        (a test server) or that should go elsewhere. These servers, and Zoho's own, are the
+        only places the client secret is ever sent: for refreshes, revocations, and the
+        connect flow's code exchange."""
         return self._get("ZOHO_TOKENS_ACCOUNTS_SERVERS", {}) or {}
 
     @property
@@ -155,12 +157,6 @@ class Settings:
     def AUTHORIZATION_URL(self) -> str:
         """Where consent starts: ``accounts.zoho.com`` for every data centre but China's."""
         return str(self._get("ZOHO_TOKENS_AUTHORIZATION_URL", DEFAULT_AUTHORIZATION_URL))
-
-    @property
-    def TRUSTED_ACCOUNTS_SERVERS(self) -> Mapping[str, str]:
-        """Accounts servers besides Zoho's own that a code may be exchanged at (a test
-        server), each with the API domain of its tokens."""
-        return dict(self._get("ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS", {}) or {})
 
     @property
     def CONNECT_STATE_TTL(self) -> float:

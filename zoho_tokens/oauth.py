@@ -7,7 +7,8 @@ user's account may live in another data centre: Zoho names it in the callback's
 ``location`` and ``accounts-server`` parameters, and the code is good only there. Those
 parameters come through the user's browser, so they are checked against a fixed list
 before anything is sent: the client secret goes to Zoho's own accounts servers, and to
-the ones ``ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS`` names (test servers), never anywhere else.
+the ones ``ZOHO_TOKENS_ACCOUNTS_SERVERS`` maps API domains to (test servers), never
+anywhere else: the same places a refresh sends it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from urllib.parse import urlencode, urlsplit
 from django.http import HttpRequest
 
 from .conf import app_settings
-from .datacentres import DATA_CENTRES, TOKEN_PATH, data_centre_for_accounts_server, origin
+from .datacentres import (
+    DATA_CENTRES,
+    TOKEN_PATH,
+    accounts_server_for,
+    configured_accounts_servers,
+    origin,
+)
 
 # --- where a code may be exchanged --------------------------------------------------------
 
@@ -46,12 +53,14 @@ class UntrustedAccountsServer(ValueError):
 
 
 def trusted_servers() -> list[AccountsServer]:
-    """Zoho's accounts server of every data centre, then ``ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS``."""
+    """Zoho's accounts server of every data centre, then each server of
+    ``ZOHO_TOKENS_ACCOUNTS_SERVERS`` (with the first API domain mapped to it)."""
     # A data centre's tokens carry its production API domain, the first of its domains.
     servers = [AccountsServer(c.accounts_server, c.api_domains[0], c.code, c.name) for c in DATA_CENTRES]
-    for url, api_domain in app_settings.TRUSTED_ACCOUNTS_SERVERS.items():
-        server, domain = origin(url), origin(api_domain)
-        if server and domain:
+    known = {server.url for server in servers}
+    for domain, server in configured_accounts_servers().items():
+        if server not in known:
+            known.add(server)
             servers.append(AccountsServer(server, domain, "", server))
     return servers
 
@@ -86,19 +95,9 @@ def accounts_server_named(accounts_server: str | None, location: str | None) -> 
 def accounts_server_for_api_domain(api_domain: str | None) -> AccountsServer | None:
     """The trusted accounts server whose tokens carry ``api_domain`` (for revoking, and
     for the SDK's environment), if any."""
-    domain = origin(api_domain)
-    if domain is None:
-        return None
-    for server in trusted_servers():
-        if domain == server.api_domain or domain in _sibling_api_domains(server):
-            return server
-    return None
-
-
-def _sibling_api_domains(server: AccountsServer) -> tuple[str, ...]:
-    """A data centre's sandbox and developer API domains beside its production one."""
-    centre = data_centre_for_accounts_server(server.url) if server.location else None
-    return centre.api_domains if centre is not None else ()
+    # The one routing rule refreshes and revocations follow, so all three agree.
+    url = accounts_server_for(api_domain)
+    return next((server for server in trusted_servers() if server.url == url), None)
 
 
 # --- the consent URL and its state ------------------------------------------------------------

@@ -198,9 +198,9 @@ class FakeZoho:
         """The consent page (``ZOHO_TOKENS_AUTHORIZATION_URL``)."""
         return self.base_url + AUTHORIZE_PATH
 
-    def trusted_accounts_servers(self) -> dict[str, str]:
-        """Every data centre's accounts server and API domain, as
-        ``ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS`` wants them."""
+    def accounts_servers(self) -> dict[str, str]:
+        """Every data centre's API domain and accounts server (one URL plays both), as
+        ``ZOHO_TOKENS_ACCOUNTS_SERVERS`` wants them."""
         return {self.url_of(code): self.url_of(code) for code in self.data_centres}
 
     def environment(self, data_centre: str | None = None) -> Any:

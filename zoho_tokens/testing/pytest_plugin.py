@@ -40,7 +40,7 @@ def fake_zoho(_fake_zoho_server: FakeZoho) -> Iterator[FakeZoho]:
     refreshes and revokes its tokens there, as it would at a real data centre.
     """
     _fake_zoho_server.reset()
-    with _accounts_servers_mapped(_fake_zoho_server.trusted_accounts_servers()):
+    with _accounts_servers_mapped(_fake_zoho_server.accounts_servers()):
         yield _fake_zoho_server
 
 

@@ -74,7 +74,7 @@ class Command(BaseCommand):
 
     def forget_earlier_fakes(self, zoho: FakeZoho) -> None:
         """Tokens of an earlier run name a fake Zoho that is gone: nothing can use them."""
-        current = set(zoho.trusted_accounts_servers().values())
+        current = set(zoho.accounts_servers().values())
         stale = [
             row.pk
             for row in ZohoToken.objects.filter(api_domain__startswith="http://127.0.0.1:")
@@ -160,10 +160,9 @@ def fake_zoho_settings(zoho: FakeZoho) -> dict[str, Any]:
     centres, revocations outside SDK calls at its first data centre."""
     return {
         "ZOHO_TOKENS_AUTHORIZATION_URL": zoho.authorization_url,
-        "ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS": zoho.trusted_accounts_servers(),
         # Each fake data centre's API domain is also its accounts server, as a project maps
         # a test server.
-        "ZOHO_TOKENS_ACCOUNTS_SERVERS": zoho.trusted_accounts_servers(),
+        "ZOHO_TOKENS_ACCOUNTS_SERVERS": zoho.accounts_servers(),
         "ZOHO_TOKENS_TOKEN_URL": zoho.token_url,
     }
 

@@ -37,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--accounts-server",
             metavar="URL",
-            help="An accounts server of ZOHO_TOKENS_TRUSTED_ACCOUNTS_SERVERS instead (a test server).",
+            help="An accounts server of ZOHO_TOKENS_ACCOUNTS_SERVERS instead (a test server).",
         )
         parser.add_argument("--client-id", help="Default: ZOHO_TOKENS_CLIENT_ID.")
         parser.add_argument(
