@@ -8,11 +8,13 @@ in autocommit, as the SDK's calls usually do (a transaction test case).
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from tests.helpers import now_ms, raw_row
+from zoho_tokens import db
 from zoho_tokens.models import ZohoToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,6 +75,26 @@ def test_any_other_changed_value_takes_the_full_save(store, token_factory, attri
     assert not reread.fingerprint_is_stale()
     # ... and the next refresh of that token is one UPDATE again.
     assert statements(store.save_token, refreshed(store, reread, "1000.next.a")) == ["UPDATE"]
+
+
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_the_update_compiled_once_writes_each_saves_own_values(store, token_factory, settings, use_tz):
+    """The statement is compiled with markers (whose types follow USE_TZ) and run with
+    each save's values: every row gets its own token, expiry and time of refresh."""
+    settings.USE_TZ = use_tz
+    db._compiled.clear()  # compile under this USE_TZ
+    rows = token_factory.create_batch(3)
+    tokens = [refreshed(store, row, f"1000.refreshed-{n}.a") for n, row in enumerate(rows)]
+
+    for token in tokens:
+        assert statements(store.save_token, token) == ["UPDATE"]
+
+    for n, (row, token) in enumerate(zip(rows, tokens, strict=True)):
+        reread = ZohoToken.objects.get(pk=row.pk)
+        assert reread.access_token == f"1000.refreshed-{n}.a"
+        assert reread.expiry_time == int(token.get_expires_in())
+        assert abs((timezone.now() - reread.last_refreshed_at).total_seconds()) < 60
+    db._compiled.clear()  # not left compiled under this test's USE_TZ
 
 
 def test_a_value_the_token_lacks_is_filled_from_the_row(store, token_factory):

@@ -2,8 +2,8 @@
 
 * Writes run in a transaction, retried when a concurrent writer caused a transient
   error (:func:`run_write`).
-* The lookup every SDK call makes runs a statement the ORM compiled once
-  (:func:`compile_query`, :func:`run_compiled`).
+* The lookup every SDK call makes, and the save after every refresh, run a statement
+  the ORM compiled once (:class:`CompiledQuery`, :func:`run_compiled`).
 
 SQLite has no row locks, and a transaction that reads before it writes cannot wait
 for the write lock (SQLite answers "database is locked" at once). Django's
@@ -18,6 +18,7 @@ import functools
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -103,7 +104,12 @@ class _Captured(Exception):
 
 
 def compile_query(queryset: QuerySet[Any]) -> tuple[str, list[Any]]:
-    """The SQL and parameters the ORM would run for ``queryset`` on its database.
+    """The SQL and parameters the ORM would run for ``queryset`` on its database."""
+    return compile_statement(queryset.db, lambda: list(queryset))
+
+
+def compile_statement(using: str, run: Callable[[], object]) -> tuple[str, list[Any]]:
+    """The SQL and parameters of the first statement ``run()`` would send to ``using``.
 
     Captured through Django's public ``execute_wrapper`` hook, which sees every
     statement before it reaches the database, and stopped there: nothing runs.
@@ -112,15 +118,27 @@ def compile_query(queryset: QuerySet[Any]) -> tuple[str, list[Any]]:
     def capture(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         raise _Captured(sql, list(params or ()))
 
-    connection = connections[queryset.db]
+    connection = connections[using]
     # Connecting may run statements of its own (MySQL's session settings): not these.
     connection.ensure_connection()
+    # A write (``update()``) marks a caller's transaction for rollback when it raises;
+    # nothing ran, so the mark is taken back.
+    rollback = transaction.get_rollback(using) if connection.in_atomic_block else None
+    logged = connection.queries_log
+    last_logged = logged[-1] if logged else None
     with connection.execute_wrapper(capture):
         try:
-            list(queryset)
+            run()
         except _Captured as captured:
+            # While queries are logged (DEBUG, assertNumQueries) the debug cursor records
+            # even a statement stopped here (the first and only one): it never ran.
+            if logged and logged[-1] is not last_logged:
+                logged.pop()
             return captured.sql, captured.params
-    raise AssertionError("the queryset ran no statement")
+        finally:
+            if rollback is not None:
+                transaction.set_rollback(rollback, using)
+    raise AssertionError("no statement was run")
 
 
 class CompiledQuery:
@@ -130,9 +148,15 @@ class CompiledQuery:
     :meth:`run` replaces them, in order, with real values.
     """
 
-    def __init__(self, queryset: QuerySet[Any], placeholders: list[Any]) -> None:
+    def __init__(
+        self, queryset: QuerySet[Any], placeholders: list[Any], *, update: dict[str, Any] | None = None
+    ) -> None:
+        """The SELECT of ``queryset``, or with ``update``, its ``update(**update)``."""
         self.alias = queryset.db
-        self.sql, self.params = compile_query(queryset)
+        if update is None:
+            self.sql, self.params = compile_query(queryset)
+        else:
+            self.sql, self.params = compile_statement(self.alias, lambda: queryset.update(**update))
         self.slots = [self.params.index(placeholder) for placeholder in placeholders]
 
     def run(self, values: list[Any], result: Callable[[Any], T]) -> T:
@@ -180,3 +204,19 @@ def run_compiled(
 @functools.lru_cache(maxsize=64)
 def _sqlite_sql(sql: str) -> str:
     return _QMARK.sub("?", sql).replace("%%", "%")
+
+
+_compiled: dict[tuple[Any, ...], CompiledQuery] = {}
+_compiled_lock = threading.Lock()
+
+
+def compiled_once(build: Callable[..., CompiledQuery], alias: str, *args: Any) -> CompiledQuery:
+    """``build(alias, *args)``, compiled on first use and kept for the process."""
+    key = (build, alias, *args)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        with _compiled_lock:
+            compiled = _compiled.get(key)
+            if compiled is None:
+                compiled = _compiled[key] = build(alias, *args)
+    return compiled

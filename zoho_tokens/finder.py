@@ -10,8 +10,6 @@ which writes need to lock and save. Both answer ``sdk.match``.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
@@ -19,7 +17,7 @@ from django.conf import settings
 from django.db.models import DateTimeField, TextField, Value
 
 from .crypto import Cipher, DecryptionError
-from .db import CompiledQuery
+from .db import CompiledQuery, compiled_once
 from .fields import DigestField, EncryptedTextField, current_cipher
 from .models import SDK_FIELDS, SECRET_FIELDS, TokenState, ZohoToken, ZohoTokenQuerySet, mask
 
@@ -122,14 +120,14 @@ class ValueFinder:
         column = LOOKUP_COLUMNS[field]
         digest_field = ZohoToken._meta.get_field(column)
         candidates = digest_field.candidates(value) if isinstance(digest_field, DigestField) else [value]
-        select = _compiled(_select_by, self.alias, column, len(candidates))
+        select = compiled_once(_select_by, self.alias, column, len(candidates))
         raw = select.run(candidates, lambda cursor: cursor.fetchone())
         return None if raw is None else stored_values(raw, current_cipher())
 
     def page(self, after_pk: int, size: int) -> tuple[list[StoredValues], int | None]:
         """The active tokens among the next ``size`` rows after primary key ``after_pk``,
         and the last primary key read (``None`` past the last row)."""
-        select = _compiled(_select_page, self.alias, size)
+        select = compiled_once(_select_page, self.alias, size)
         raws = select.run([after_pk], lambda cursor: cursor.fetchall())
         if not raws:
             return [], None
@@ -180,18 +178,3 @@ def _select_page(alias: str, size: int) -> CompiledQuery:
         .ciphertext_values_list(*COLUMNS, "revoked_at")[:size]
     )
     return CompiledQuery(queryset, [after])
-
-
-_queries: dict[tuple[Any, ...], CompiledQuery] = {}
-_queries_lock = threading.Lock()
-
-
-def _compiled(build: Callable[..., CompiledQuery], alias: str, *args: Any) -> CompiledQuery:
-    key = (build, alias, *args)
-    compiled = _queries.get(key)
-    if compiled is None:
-        with _queries_lock:
-            compiled = _queries.get(key)
-            if compiled is None:
-                compiled = _queries[key] = build(alias, *args)
-    return compiled

@@ -18,8 +18,10 @@ the row, applies the SDK's rules and writes only what changed.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import cast
+from datetime import UTC, datetime
+from typing import Any, cast
 
+from django.conf import settings
 from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -27,8 +29,8 @@ from django.views.decorators.debug import sensitive_variables
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 
 from ..conf import app_settings
-from ..db import run_write
-from ..fields import DigestField, sealed_for_row
+from ..db import CompiledQuery, compiled_once, run_write
+from ..fields import DigestField, EncryptedTextField, Sealed
 from ..finder import RowFinder, ValueFinder
 from ..models import SAVED_FIELDS, ZohoToken, ZohoTokenQuerySet
 from ..sdk import (
@@ -68,42 +70,87 @@ def save_refreshed_access_token(token: OAuthToken, *, using: str) -> bool:
         if stored is None or not names_same_user(name, stored.user_name):
             return False
         name = stored.user_name
-    fingerprint = _digest_field("fingerprint").digest_from(credentials_of(token))
-    new_access_digest = _digest_field("access_token_digest").digest_of(access_token)
-    now = timezone.now()
+    access_digest = _digest_field("access_token_digest").digest_of(access_token)
+    secret = cast(EncryptedTextField, ZohoToken._meta.get_field("access_token"))
+    connection = connections[using]
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    values = {
+        "access_token": secret.sealed(access_token, str(token_id)),
+        "access_token_digest": access_digest,
+        "expiry_time": expiry,
+        "last_refreshed_at": now,
+        "updated_at": now,
+        "not_newer_than": expiry,
+        "token_id": str(token_id),
+        "fingerprint": _digest_field("fingerprint").digest_from(credentials_of(token)),
+        "user_name_digest": _digest_field("user_name_digest").digest_of(name),
+        "other_access_digest": access_digest,
+    }
+    update = compiled_once(_conditional_update, using)
+    # In the caller's transaction, a failed statement must not abort it (PostgreSQL
+    # would refuse every later statement): a savepoint.
+    savepoint = transaction.atomic(using=using) if connection.in_atomic_block else nullcontext()
+    try:
+        with savepoint:
+            updated = update.run([values[name] for name in _SLOTS], _row_count)
+    except (IntegrityError, OperationalError):
+        return False  # the upsert retries, or reports
+    return updated == 1
+
+
+# Building and compiling the UPDATE costs more than running it: it is compiled once per
+# database, with a marker in each parameter slot, and run with the values of each save
+# (in the order of ``_SLOTS``).
+_SLOTS = (
+    "access_token",
+    "access_token_digest",
+    "expiry_time",
+    "last_refreshed_at",
+    "updated_at",
+    "not_newer_than",
+    "token_id",
+    "fingerprint",
+    "user_name_digest",
+    "other_access_digest",
+)
+_WRITTEN = _SLOTS[:5]
+
+
+def _markers() -> dict[str, Any]:
+    """A distinct value of the right type for each slot."""
+    markers: dict[str, Any] = {name: f"\x00zoho_tokens:save:{name}\x00" for name in _SLOTS}
+    markers["access_token"] = Sealed(markers["access_token"])
+    markers["expiry_time"], markers["not_newer_than"] = -1_000_001, -1_000_002  # no expiry is negative
+    # Aware or naive as timezone.now() is, or the backend refuses them.
+    tz = UTC if settings.USE_TZ else None
+    markers["last_refreshed_at"] = datetime(2001, 1, 1, 0, 0, 1, tzinfo=tz)
+    markers["updated_at"] = datetime(2001, 1, 1, 0, 0, 2, tzinfo=tz)
+    return markers
+
+
+def _conditional_update(alias: str) -> CompiledQuery:
+    """The UPDATE of a refreshed access token, on a row that matches the conditions above."""
+    marks = _markers()
     rows = (
-        ZohoToken.objects.using(using)
+        ZohoToken.objects.using(alias)
         .filter(
-            Q(expiry_time__isnull=True) | Q(expiry_time__lte=expiry),
-            token_id=str(token_id),
-            fingerprint=fingerprint,
-            user_name_digest=_digest_field("user_name_digest").digest_of(name),
+            Q(expiry_time__isnull=True) | Q(expiry_time__lte=marks["not_newer_than"]),
+            token_id=marks["token_id"],
+            fingerprint=marks["fingerprint"],
+            user_name_digest=marks["user_name_digest"],
             revoked_at__isnull=True,
             needs_reauthorization_at__isnull=True,
             refresh_retry_at__isnull=True,
         )
-        .exclude(access_token_digest=new_access_digest)
+        .exclude(access_token_digest=marks["other_access_digest"])
     )
-    values = sealed_for_row(
-        ZohoToken,
-        str(token_id),
-        {
-            "access_token": access_token,
-            "access_token_digest": new_access_digest,
-            "expiry_time": expiry,
-            "last_refreshed_at": now,
-            "updated_at": now,
-        },
-    )
-    # In the caller's transaction, a failed statement must not abort it (PostgreSQL
-    # would refuse every later statement): a savepoint.
-    savepoint = transaction.atomic(using=using) if connections[using].in_atomic_block else nullcontext()
-    try:
-        with savepoint:
-            updated = rows.update(**values)
-    except (IntegrityError, OperationalError):
-        return False  # the upsert retries, or reports
-    return updated == 1
+    moment = connections[alias].ops.adapt_datetimefield_value
+    slots = [moment(marks[name]) if isinstance(marks[name], datetime) else marks[name] for name in _SLOTS]
+    return CompiledQuery(rows, slots, update={name: marks[name] for name in _WRITTEN})
+
+
+def _row_count(cursor: Any) -> int:
+    return int(cursor.rowcount)
 
 
 @sensitive_variables()
