@@ -19,6 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.helpers import manage, now_ms, purge_workers, raw_rows
+from tests.helpers.bulk import bulk_tokens
 from zoho_tokens import services
 from zoho_tokens.models import Lease, ZohoToken
 from zoho_tokens.services.purge import CATEGORIES, LEASE_NAME, PurgeCutoffs, purge_criteria
@@ -448,18 +449,24 @@ def test_two_purges_in_processes_at_once_never_both_work():
 # --- large tables: batches, queries, memory, indexes ---------------------------------------------
 
 
-def bulk_tokens(count: int, prefix: str = "row", tokens: tuple[str, ...] = (), **values) -> None:
-    """``count`` rows in few statements, with the secrets named in ``tokens`` ("refresh", "grant")."""
-    batch = [
-        ZohoToken(
-            token_id=f"{prefix}-{n}",
-            client_id="1000.CLIENT",
-            **{f"{kind}_token": f"1000.{prefix}-{n}.{kind[0]}" for kind in tokens},
-            **values,
-        )
-        for n in range(count)
-    ]
-    ZohoToken.objects.bulk_create(batch, batch_size=2000)
+def test_bulk_rows_are_what_the_orm_would_have_stored(db):
+    bulk_tokens(3, "grant", tokens=("grant", "refresh"), expiry_time=5)
+
+    row = ZohoToken.objects.get(grant_token="1000.grant-2.g")
+    assert (row.token_id, row.refresh_token, row.expiry_time) == ("grant-2", "1000.grant-2.r", 5)
+    assert ZohoToken.objects.get(refresh_token="1000.grant-0.r").token_id == "grant-0"
+    assert not row.fingerprint_is_stale()
+    # Saved again by the ORM, nothing changes but the time of the save.
+    before = raw_rows()
+    for stored in ZohoToken.objects.all():
+        stored.save()
+    after = raw_rows()
+    for old, new in zip(before, after, strict=True):
+        assert {column for column in old if old[column] != new[column]} <= {
+            "updated_at",
+            "grant_token",  # sealed again: a new nonce
+            "refresh_token",
+        }
 
 
 @pytest.mark.slow
