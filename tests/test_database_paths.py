@@ -137,3 +137,17 @@ def test_w002_asks_sqlite_for_immediate_transactions(settings, engine, options, 
     ids = [message.id for message in checks.run_checks() if message.id.startswith("zoho_tokens.")]
 
     assert ("zoho_tokens.W002" in ids) is warned
+
+
+@pytest.mark.parametrize(("atomic_requests", "warned"), [(True, True), (False, False)])
+def test_w006_warns_when_requests_wrap_the_stores_writes(settings, atomic_requests, warned):
+    tokens = {**settings.DATABASES["default"], "ATOMIC_REQUESTS": atomic_requests}
+    with pytest.warns(UserWarning, match="DATABASES"):
+        settings.DATABASES = {**settings.DATABASES, "tokens": tokens}
+    settings.ZOHO_TOKENS_DATABASE = "tokens"
+
+    messages = [message for message in checks.run_checks() if message.id == "zoho_tokens.W006"]
+
+    assert bool(messages) is warned
+    if warned:
+        assert '"tokens"' in messages[0].msg and "ZOHO_TOKENS_DATABASE" in messages[0].hint

@@ -39,7 +39,8 @@ W001 = "zoho_tokens.W001"  # a key listed twice
 W002 = "zoho_tokens.W002"  # SQLite without "transaction_mode": "IMMEDIATE"
 W003 = "zoho_tokens.W003"  # tokens whose API domain maps to no accounts server
 W004 = "zoho_tokens.W004"  # an OAuth client id without its secret, or the other way round
-W005 = "zoho_tokens.W005"  # a trusted accounts server the client secret would reach in clear
+W005 = "zoho_tokens.W005"  # an accounts server the client secret would reach in clear
+W006 = "zoho_tokens.W006"  # the store's database wraps every request in a transaction
 
 CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, E009, E010, W001, W002, W003, W004, W005)
 
@@ -162,6 +163,28 @@ def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> lis
             '"database is locked".',
             hint=f'Add "transaction_mode": "IMMEDIATE" to DATABASES["{alias}"]["OPTIONS"].',
             id=W002,
+        )
+    ]
+
+
+@register()
+def check_atomic_requests(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A refresh claims its token in a short transaction of its own, so that no lock or
+    transaction is held while Zoho answers. Inside a request's transaction the claim is
+    not committed: other workers wait on the row for as long as Zoho takes."""
+    from .models import ZohoToken
+
+    alias = app_settings.DATABASE or router.db_for_write(ZohoToken)
+    if not settings.DATABASES.get(alias, {}).get("ATOMIC_REQUESTS"):
+        return []
+    return [
+        Warning(
+            f'The database "{alias}" that stores Zoho tokens has ATOMIC_REQUESTS: a refresh '
+            "during a request holds the token's row locked until the request ends, Zoho's "
+            "answer included, and other workers wait for it.",
+            hint="Add an alias for the same database without ATOMIC_REQUESTS (and with "
+            '"TEST": {"MIRROR": ...}), and name it in ZOHO_TOKENS_DATABASE.',
+            id=W006,
         )
     ]
 
