@@ -15,12 +15,13 @@ from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -132,6 +133,22 @@ class ZohoTokenAdmin(admin.ModelAdmin):
         if obj is not None and not obj.is_revoked:
             return False  # revoke it first
         return super().has_delete_permission(request, obj)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Someone who may delete tokens, on an active one (a link kept from before a new
+        # authorisation re-activated the row, or typed): say why, rather than a bare 403.
+        row = self.get_object(request, unquote(object_id))
+        if row is not None and not row.is_revoked and super().has_delete_permission(request):
+            self.message_user(
+                request,
+                _g("%(token)s is active: revoke it first (at Zoho, then locally). Nothing was deleted.")
+                % {"token": row},
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:zoho_tokens_zohotoken_change", args=[row.pk]))
+        return super().delete_view(request, object_id, extra_context)
 
     def delete_model(self, request: HttpRequest, obj: ZohoToken) -> None:
         # A new authorisation may have re-activated the row since the page was shown.
