@@ -203,6 +203,21 @@ def test_in_a_transaction_the_update_runs_in_a_savepoint(store, token_factory):
     assert ZohoToken.objects.get(pk=row.pk).access_token == "1000.refreshed.a"
 
 
+def test_compiling_the_update_inside_a_transaction_leaves_it_usable(store, token_factory):
+    """Compiling stops Django's update() before it runs; inside atomic() that would mark
+    the transaction for rollback, and every later statement would fail."""
+    row = token_factory()
+    token = refreshed(store, row)
+    db._compiled.clear()  # the first save in this process compiles it
+
+    with transaction.atomic():
+        store.save_token(token)
+        assert ZohoToken.objects.count() == 1  # still usable
+        assert not transaction.get_rollback()
+
+    assert ZohoToken.objects.get(pk=row.pk).access_token == "1000.refreshed.a"
+
+
 def test_an_access_token_another_row_holds_is_refused_and_changes_nothing(store, token_factory):
     """In a transaction, as in a view under ATOMIC_REQUESTS: the failed UPDATE must not
     abort it (PostgreSQL), so the full save runs and gives the real reason."""
