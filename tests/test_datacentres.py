@@ -4,17 +4,8 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from zohocrmsdk.src.com.zoho.crm.api.dc import (
-    AUDataCenter,
-    CADataCenter,
-    CNDataCenter,
-    EUDataCenter,
-    INDataCenter,
-    JPDataCenter,
-    SADataCenter,
-    USDataCenter,
-)
 
+from tests.helpers.sdk_data_centres import SDK_DATA_CENTRES
 from zoho_tokens import checks
 from zoho_tokens.datacentres import (
     DATA_CENTRES,
@@ -25,19 +16,8 @@ from zoho_tokens.datacentres import (
     trusted_accounts_servers,
 )
 
-SDK_DATA_CENTRES = [
-    USDataCenter,
-    EUDataCenter,
-    INDataCenter,
-    AUDataCenter,
-    JPDataCenter,
-    CNDataCenter,
-    CADataCenter,
-    SADataCenter,
-]
 
-
-@pytest.mark.parametrize("data_center", SDK_DATA_CENTRES, ids=lambda dc: dc.__name__)
+@pytest.mark.parametrize("data_center", SDK_DATA_CENTRES.values(), ids=lambda dc: dc.__name__)
 @pytest.mark.parametrize("environment", ["PRODUCTION", "SANDBOX", "DEVELOPER"])
 def test_every_environment_the_sdk_knows_has_the_sdks_token_endpoint(data_center, environment):
     sdk_environment = getattr(data_center, environment)()

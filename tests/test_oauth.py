@@ -1,17 +1,8 @@
 """Which accounts servers a code may be exchanged at: Zoho's own for every data centre."""
 
 import pytest
-from zohocrmsdk.src.com.zoho.crm.api.dc import (
-    AUDataCenter,
-    CADataCenter,
-    CNDataCenter,
-    EUDataCenter,
-    INDataCenter,
-    JPDataCenter,
-    SADataCenter,
-    USDataCenter,
-)
 
+from tests.helpers.sdk_data_centres import SDK_DATA_CENTRES
 from zoho_tokens.oauth import (
     DATA_CENTRES,
     UntrustedAccountsServer,
@@ -19,17 +10,6 @@ from zoho_tokens.oauth import (
     accounts_server_named,
     trusted_servers,
 )
-
-SDK_DATA_CENTRES = {
-    "us": USDataCenter,
-    "eu": EUDataCenter,
-    "in": INDataCenter,
-    "au": AUDataCenter,
-    "jp": JPDataCenter,
-    "cn": CNDataCenter,
-    "ca": CADataCenter,
-    "sa": SADataCenter,
-}
 
 
 @pytest.mark.parametrize("code", SDK_DATA_CENTRES)
