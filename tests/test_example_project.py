@@ -33,21 +33,21 @@ def demo_env(database: Path, port: int, **extra: str) -> dict[str, str]:
     }
 
 
+def run_manage(env: dict[str, str], *args: str) -> str:
+    """``manage.py ARGS`` of the example project, as a user runs it; its output."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.mark.slow
 def test_the_demo_logs_in_through_the_sdk_and_tells_where_to_click(tmp_path):
     env = demo_env(tmp_path / "demo.sqlite3", 8123)
 
     def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return run_manage(env, *args)
 
     manage("migrate", "--verbosity", "0")
     first = manage("zoho_demo")
@@ -240,16 +240,7 @@ def test_with_a_real_client_the_site_talks_to_zoho_and_the_fake_stays_off(tmp_pa
     )
 
     def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return run_manage(env, *args)
 
     manage("migrate", "--verbosity", "0")
     out = manage("zoho_demo")
