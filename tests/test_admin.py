@@ -168,7 +168,7 @@ def test_a_hundred_revocations_with_a_slow_zoho_fit_in_one_request(
     )
     elapsed = time.monotonic() - started
 
-    assert elapsed < 10, elapsed  # one after the other: 20 s; eight at a time: 2.5 s and the writes
+    assert elapsed < 5, elapsed
     assert "Revoked 100 tokens." in response.content.decode()
     assert set(fake_zoho.revoked_tokens) == {row.refresh_token for row in rows}
     assert ZohoToken.objects.revoked().count() == 100
