@@ -215,8 +215,11 @@ def test_a_call_cut_short_by_the_actions_deadline_is_reported_as_the_deadline(fa
     refresh_token = fake_zoho.issue_refresh_token("ann@example.com", "1")
 
     reason = revocation._revoke_at_zoho(fake_zoho.token_url, refresh_token, time.monotonic() + 0.2, 0.2)
+    # A call still queued when the deadline passes is not sent, and reads the same.
+    queued = revocation._revoke_at_zoho(fake_zoho.token_url, refresh_token, time.monotonic() - 0.01, 0.2)
 
-    assert reason == "Zoho did not answer within 0.2 s; run it again"
+    assert reason == queued == "Zoho did not answer within 0.2 s; run it again"
+    assert fake_zoho.count("revoke") == 1
 
 
 # --- deleting: only what was revoked ------------------------------------------------
