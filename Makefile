@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   runs the example project on SQLite with an embedded fake Zoho
-#   make test   runs the test suite (DATABASES="sqlite postgresql mysql" for all three)
+#   make test   runs the test suite (DATABASES="sqlite postgresql mysql" for all three, at once)
 # Both create their own virtualenv in .venv on first use.
 
 PYTHON ?= python3
@@ -38,12 +38,31 @@ demo: $(VENV)/.installed .env
 	$(BIN)/python manage.py migrate --verbosity 0
 	$(BIN)/python manage.py zoho_demo --runserver 127.0.0.1:$(PORT)
 
+# One database: pytest's output as it runs. Several: the databases at once (each suite
+# spends much of its time waiting on its database, its workers or the fake Zoho), each
+# one's output in $(TEST_LOGS)/DB.log, printed in order once all are done.
+TEST_LOGS ?= .test-logs
+
 test: $(VENV)/.installed $(foreach db,$(filter-out sqlite,$(DATABASES)),$(VENV)/.$(db))
 	$(BIN)/coverage erase
-	set -e; for db in $(DATABASES); do \
-		echo "=== tests on $$db ==="; \
-		ZOHO_TOKENS_TEST_DB=$$db $(BIN)/coverage run -m pytest $(PYTEST_ARGS); \
-	done
+	@set -e; set -- $(DATABASES); \
+	if [ $$# -eq 1 ]; then \
+		echo "=== tests on $$1 ==="; \
+		ZOHO_TOKENS_TEST_DB=$$1 $(BIN)/coverage run -m pytest $(PYTEST_ARGS); \
+	else \
+		mkdir -p $(TEST_LOGS); pids=""; \
+		echo "=== tests on $(DATABASES), at once; output in $(TEST_LOGS)/ ==="; \
+		for db in $(DATABASES); do \
+			ZOHO_TOKENS_TEST_DB=$$db $(BIN)/coverage run -m pytest $(PYTEST_ARGS) \
+				> $(TEST_LOGS)/$$db.log 2>&1 & pids="$$pids $$!"; \
+		done; \
+		status=0; set -- $$pids; \
+		for db in $(DATABASES); do \
+			if wait $$1; then result=passed; else result=FAILED; status=1; fi; shift; \
+			echo "=== tests on $$db: $$result ==="; cat $(TEST_LOGS)/$$db.log; \
+		done; \
+		exit $$status; \
+	fi
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report --fail-under=$(COVERAGE_MIN)
 
@@ -58,4 +77,4 @@ tox: $(VENV)/.installed
 	$(BIN)/tox run-parallel --parallel 3
 
 clean:
-	rm -rf $(VENV) .tox .coverage .coverage.* htmlcov example_project/db.sqlite3
+	rm -rf $(VENV) .tox .coverage .coverage.* htmlcov $(TEST_LOGS) example_project/db.sqlite3
