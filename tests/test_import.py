@@ -5,7 +5,6 @@ import csv
 import os
 import sqlite3
 import sys
-from io import StringIO
 
 import pytest
 from django.conf import settings as django_settings
@@ -22,6 +21,7 @@ from tests.helpers import (
     CLIENT_ID,
     CLIENT_SECRET,
     REDIRECT_URL,
+    command,
     expire,
     grant_token_login,
     now_ms,
@@ -63,15 +63,7 @@ DBSTORE_DDL = (
 
 
 def import_tokens(*args: str) -> tuple[int, str, str]:
-    """``call_command`` with the exit status manage.py would give: (status, stdout, stderr)."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("zoho_import_tokens", *args, stdout=out, stderr=err)
-        status = 0
-    except CommandError as exc:
-        status = exc.returncode
-        err.write(f"CommandError: {exc}\n")
-    return status, out.getvalue(), err.getvalue()
+    return command("zoho_import_tokens", *args)
 
 
 def log_in_through(store, fake_zoho, resource_path, user) -> OAuthToken:

@@ -9,16 +9,13 @@ import multiprocessing
 import time
 import tracemalloc
 from datetime import timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tests.helpers import manage, now_ms, purge_workers, raw_rows
+from tests.helpers import command, manage, now_ms, purge_workers, raw_rows
 from tests.helpers.bulk import bulk_tokens
 from zoho_tokens import services
 from zoho_tokens.models import Lease, ZohoToken
@@ -28,17 +25,7 @@ DAY_MS = 86_400_000
 
 
 def purge(*args: str) -> tuple[int, str, str]:
-    """``call_command`` with the exit status manage.py would give: (status, stdout, stderr)."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("zoho_purge_tokens", *args, stdout=out, stderr=err)
-        status = 0
-    except SystemExit as exc:
-        status = exc.code
-    except CommandError as exc:
-        status = exc.returncode
-        err.write(f"CommandError: {exc}\n")
-    return status, out.getvalue(), err.getvalue()
+    return command("zoho_purge_tokens", *args)
 
 
 def days_ago(days: float):

@@ -3,32 +3,19 @@
 
 import json
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from tests.helpers import manage, now_ms
+from tests.helpers import command, manage, now_ms
 from zoho_tokens.models import ZohoToken
 
 LONG_AGO = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 
 def status(*args: str) -> tuple[int, str, str]:
-    """``call_command`` with the exit status manage.py would give: (status, stdout, stderr)."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("zoho_tokens_status", *args, stdout=out, stderr=err)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    except CommandError as exc:
-        code = exc.returncode
-        err.write(f"CommandError: {exc}\n")
-    return code, out.getvalue(), err.getvalue()
+    return command("zoho_tokens_status", *args)
 
 
 def at(expiry_ms: int) -> str:

@@ -85,8 +85,33 @@ def manage(*argv: str) -> tuple[int, str, str]:
         try:
             ManagementUtility(["manage.py", *argv]).execute()
         except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else 1
+            status = _exit_status(exc)
     return status, out.getvalue(), err.getvalue()
+
+
+def command(name: str, *args: str) -> tuple[int, str, str]:
+    """``call_command(name, *args)`` with the exit status manage.py would give:
+    (status, stdout, stderr). Keeps the test's database connection, unlike :func:`manage`."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    out, err = io.StringIO(), io.StringIO()
+    status = 0
+    try:
+        call_command(name, *args, stdout=out, stderr=err)
+    except SystemExit as exc:
+        status = _exit_status(exc)
+    except CommandError as exc:
+        status = exc.returncode
+        err.write(f"CommandError: {exc}\n")
+    return status, out.getvalue(), err.getvalue()
+
+
+def _exit_status(exc: SystemExit) -> int:
+    """The status a process would exit with: ``sys.exit()`` is 0, a message 1."""
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else 1
 
 
 # --- rows behind the model's back ----------------------------------------------------------
