@@ -7,6 +7,7 @@ and before ``migrate``, never on a plain ``check`` or ``runserver``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,7 +43,8 @@ W004 = "zoho_tokens.W004"  # an OAuth client id without its secret, or the other
 W005 = "zoho_tokens.W005"  # an accounts server the client secret would reach in clear
 W006 = "zoho_tokens.W006"  # the store's database wraps every request in a transaction
 
-CHECK_IDS = (E001, E002, E003, E004, E005, E006, E007, E008, E009, E010, W001, W002, W003, W004, W005)
+# Every id above, read back rather than listed again (a new one cannot be left out).
+CHECK_IDS = tuple(value for name, value in globals().items() if re.fullmatch(r"[EW]\d{3}", name))
 
 # Rows compared with the keys at each end of the table (the oldest and the newest).
 CHECKED_ROWS = 25
